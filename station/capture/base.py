@@ -72,6 +72,9 @@ class Frame:
     device_timestamp_ns: int | None = None
     context: PartContext | None = None
     source: str | None = None  # e.g. the file a replay frame came from
+    # Driver-specific facts worth keeping with the record (a simulated part's ground
+    # truth, a replay file's hash, a detector's temperature). JSON-serialisable values.
+    meta: dict = field(default_factory=dict)
 
     @property
     def bit_depth(self) -> int:
