@@ -1,0 +1,326 @@
+"""The station's one strict configuration schema, loaded from YAML.
+
+Unknown keys are errors, camera and detector sections are discriminated unions on
+``type``, and secrets never live in the file: a key that looks like a secret is refused
+with a pointer to the environment variable that should carry it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SCHEMA_VERSION = 1
+SECRET_WORDS = ("password", "secret", "token", "api_key", "apikey", "access_key", "private_key")
+FAULT_NAMES = ("dim", "overexposed", "blur", "offset", "dropped")
+DEFECT_KINDS = ("scratch", "spot", "missing_feature", "contamination")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StationConfig(_Strict):
+    """Where this station sits; used in records and cloud keys."""
+
+    plant: str = Field("plant1", pattern=r"^[A-Za-z0-9_.-]+$")
+    line: str = Field("line1", pattern=r"^[A-Za-z0-9_.-]+$")
+    station: str = Field("station1", pattern=r"^[A-Za-z0-9_.-]+$")
+    lot: str = Field("LOT-0001", description="lot used when the line supplies none")
+
+
+class _CameraBase(_Strict):
+    trigger: Literal["software", "hardware_line", "external", "watched_folder"] = "software"
+    timeout_s: float = Field(1.0, gt=0, le=60)
+    exposure_us: float | None = Field(None, gt=0)
+    gain_db: float | None = Field(None, ge=0)
+
+
+class SimCameraConfig(_CameraBase):
+    type: Literal["sim"]
+    serial: str = "SIM-0001"
+    width: int = Field(1280, ge=64, le=16384)
+    height: int = Field(1024, ge=64, le=16384)
+    pixel_format: Literal["Mono8", "Mono12", "Mono16", "BGR8"] = "Mono8"
+    seed: int = 0
+    defect_rate: float = Field(0.2, ge=0, le=1)
+    defect_kinds: list[Literal["scratch", "spot", "missing_feature", "contamination"]] = list(DEFECT_KINDS)
+    fault_rates: dict[Literal["dim", "overexposed", "blur", "offset", "dropped"], float] = {}
+
+    @field_validator("fault_rates")
+    @classmethod
+    def _rates_are_probabilities(cls, v: dict[str, float]) -> dict[str, float]:
+        for name, rate in v.items():
+            if not 0 <= rate <= 1:
+                raise ValueError(f"fault rate for {name!r} must be within 0..1, got {rate}")
+        return v
+
+
+class ReplayCameraConfig(_CameraBase):
+    type: Literal["replay"]
+    folder: Path
+    serial: str = "REPLAY"
+    loop: bool = False
+    width: int | None = Field(None, ge=1)
+    height: int | None = Field(None, ge=1)
+    pixel_format: Literal["Mono8", "Mono12", "Mono16", "BGR8"] | None = None
+
+
+class PylonCameraConfig(_CameraBase):
+    type: Literal["pylon"]
+    serial: str | None = None
+    pixel_format: Literal["Mono8", "Mono10", "Mono12", "Mono16"] = "Mono8"
+    width: int | None = Field(None, ge=1)
+    height: int | None = Field(None, ge=1)
+    emulation_image_folder: Path | None = None
+
+
+class GenICamCameraConfig(_CameraBase):
+    type: Literal["genicam"]
+    cti: Path | None = None
+    serial: str | None = None
+    pixel_format: str | None = None
+    width: int | None = Field(None, ge=1)
+    height: int | None = Field(None, ge=1)
+
+
+CameraConfig = Annotated[
+    Union[SimCameraConfig, ReplayCameraConfig, PylonCameraConfig, GenICamCameraConfig],
+    Field(discriminator="type"),
+]
+
+
+class VariationDetectorConfig(_Strict):
+    type: Literal["variation"]
+    model: str = Field("active", description="a model id, or 'active' for the registry's active model")
+    downscale: int = Field(2, ge=1, le=8)
+    train_images: int = Field(40, ge=10, le=5000, description="good parts used when training on first run")
+
+
+DetectorConfig = Annotated[Union[VariationDetectorConfig], Field(discriminator="type")]
+
+
+class DecisionConfig(_Strict):
+    """Confidence-based routing: sure defects are rejected, sure goods pass, the rest go to review."""
+
+    reject_min_confidence: float = Field(0.75, ge=0.5, le=1)
+    pass_min_confidence: float = Field(0.6, ge=0.5, le=1)
+
+
+class ToleranceOverrides(_Strict):
+    """Technician overrides of the limits derived at calibration (None = derived)."""
+
+    brightness_low: float | None = Field(None, ge=0, le=1)
+    brightness_high: float | None = Field(None, ge=0, le=1)
+    clipping_max: float | None = Field(None, ge=0, le=1)
+    contrast_min: float | None = Field(None, ge=0, le=1)
+    focus_min_ratio: float | None = Field(None, ge=0)
+    position_max_px: float | None = Field(None, ge=0)
+    rotation_max_deg: float | None = Field(None, ge=0)
+    noise_max: float | None = Field(None, ge=0, le=1)
+
+
+class RecipeConfig(_Strict):
+    name: str = Field("demo", pattern=r"^[A-Za-z0-9_.-]+$")
+    roi: tuple[int, int, int, int] | None = Field(None, description="x, y, width, height in reference pixels")
+    decision: DecisionConfig = DecisionConfig()
+
+    @field_validator("roi")
+    @classmethod
+    def _roi_positive(cls, v: tuple[int, int, int, int] | None) -> tuple[int, int, int, int] | None:
+        if v is not None and (v[0] < 0 or v[1] < 0 or v[2] <= 0 or v[3] <= 0):
+            raise ValueError("roi needs x, y >= 0 and width, height > 0")
+        return v
+
+
+class CalibrationConfig(_Strict):
+    auto_calibrate: bool = Field(True, description="calibrate from good parts on a fresh data dir (sim camera only)")
+    calibration_images: int = Field(24, ge=5, le=1000)
+    tolerances: ToleranceOverrides = ToleranceOverrides()
+
+
+class LineStationConfig(_Strict):
+    schema_version: Literal[1]
+    station: StationConfig = StationConfig()
+    camera: CameraConfig
+    detector: DetectorConfig = VariationDetectorConfig(type="variation")
+    recipe: RecipeConfig = RecipeConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
+
+    @model_validator(mode="after")
+    def _trigger_supported(self) -> LineStationConfig:
+        if self.camera.type == "sim" and self.camera.trigger not in ("software", "hardware_line"):
+            raise ValueError("camera.trigger: the simulated camera supports 'software' and 'hardware_line'")
+        if self.camera.type == "replay" and self.camera.trigger not in ("software", "watched_folder"):
+            raise ValueError("camera.trigger: replay supports 'software' and 'watched_folder'")
+        return self
+
+    def config_hash(self) -> str:
+        """A stable hash of the effective configuration, stored with every inspection."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------
+# Loading with errors people can act on
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    file: str
+    line: int | None
+    path: str
+    value: Any
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        shown = json.dumps(self.value, default=str) if self.value is not _MISSING else "(missing)"
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        return f"{where}: {self.path or '<top level>'} = {shown}: {self.message}"
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "(missing)"
+
+
+_MISSING: Any = _Missing()
+
+
+class ConfigError(Exception):
+    """A config file failed to load or validate; ``issues`` lists every problem."""
+
+    def __init__(self, file: str, issues: list[ConfigIssue]):
+        self.file = file
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+def _line_index(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict:
+    """Map key paths to 1-based line numbers from the YAML node tree."""
+    out = {} if out is None else out
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = k.value
+            out[path + (key,)] = k.start_mark.line + 1
+            _line_index(v, path + (key,), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _line_index(v, path + (i,), out)
+    return out
+
+
+def _secret_issues(data: Any, file: str, lines: dict, path: tuple = ()) -> list[ConfigIssue]:
+    issues = []
+    if isinstance(data, dict):
+        for k, v in data.items():
+            p = path + (k,)
+            if isinstance(k, str) and any(w in k.lower() for w in SECRET_WORDS) and not k.lower().endswith("_env"):
+                issues.append(ConfigIssue(file, lines.get(p), ".".join(map(str, p)), "***",
+                                          f"secrets are not read from the config file; put the value in an "
+                                          f"environment variable and name it with '{k}_env'"))
+            else:
+                issues.extend(_secret_issues(v, file, lines, p))
+    return issues
+
+
+def _expected(err: dict) -> str:
+    msg = err["msg"]
+    ctx = err.get("ctx") or {}
+    if err["type"] == "extra_forbidden":
+        return "unknown key (check the spelling; unknown keys are not allowed)"
+    if err["type"] == "missing":
+        return "required key is missing"
+    if err["type"] == "union_tag_invalid":
+        return f"unknown type; expected one of {ctx.get('expected_tags')}"
+    if err["type"] == "literal_error":
+        return f"expected {ctx.get('expected')}"
+    return msg.removeprefix("Value error, ")
+
+
+def _pydantic_path(loc: tuple) -> tuple:
+    # Discriminated unions insert the tag ('sim') into the location; drop it.
+    out = []
+    for i, part in enumerate(loc):
+        if i > 0 and loc[i - 1] in ("camera", "detector") and isinstance(part, str) and part in (
+            "sim", "replay", "pylon", "genicam", "variation"):
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def _lookup(data: Any, path: tuple) -> Any:
+    for part in path:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            data = data[part]
+        else:
+            return _MISSING
+    return data
+
+
+def parse_config(text: str, file: str = "<string>", base_dir: Path | None = None) -> LineStationConfig:
+    """Parse and validate YAML text; raise ConfigError listing every problem."""
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ConfigError(file, [ConfigIssue(file, mark.line + 1 if mark else None, "", _MISSING,
+                                             f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+    lines = _line_index(node) if node is not None else {}
+    if not isinstance(data, dict):
+        raise ConfigError(file, [ConfigIssue(file, 1, "", data if data is not None else _MISSING,
+                                             "expected a mapping of sections (schema_version, camera, ...)")])
+    issues = _secret_issues(data, file, lines)
+    version = data.get("schema_version")
+    if version is not None and version != SCHEMA_VERSION:
+        issues.append(ConfigIssue(file, lines.get(("schema_version",)), "schema_version", version,
+                                  f"this LineStation reads schema_version {SCHEMA_VERSION}"))
+    secret_paths = {i.path for i in issues}
+    try:
+        cfg = LineStationConfig.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            path = _pydantic_path(tuple(err["loc"]))
+            dotted = ".".join(map(str, path))
+            if dotted in secret_paths or (path and path[0] == "schema_version" and version is not None):
+                continue
+            issues.append(ConfigIssue(file, lines.get(path) or lines.get(path[:-1]), dotted,
+                                      _lookup(data, path), _expected(err)))
+    else:
+        if not issues:
+            return _resolve_paths(cfg, base_dir)
+    raise ConfigError(file, issues)
+
+
+def _resolve_paths(cfg: LineStationConfig, base_dir: Path | None) -> LineStationConfig:
+    """Relative folders in the file are relative to the file, not the working directory."""
+    if base_dir is None:
+        return cfg
+    cam = cfg.camera
+    for attr in ("folder", "emulation_image_folder", "cti"):
+        value = getattr(cam, attr, None)
+        if isinstance(value, Path) and not value.is_absolute():
+            cam = cam.model_copy(update={attr: (base_dir / value).resolve()})
+    return cfg.model_copy(update={"camera": cam})
+
+
+def load_config(path: str | Path) -> LineStationConfig:
+    """Load a YAML config file; raise ConfigError (with file, key path, value, expectation)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), [ConfigIssue(str(path), None, "", _MISSING, f"cannot read file: {exc}")]) from None
+    return parse_config(text, str(path), base_dir=path.resolve().parent)
