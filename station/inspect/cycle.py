@@ -1,0 +1,394 @@
+"""The inspection cycle: trigger -> capture -> spec checks -> detect -> decide -> record -> notify.
+
+An explicit state machine (see :mod:`station.inspect.states`). Three ways to interrupt it
+are deliberately different, as in bluesky's run engine:
+
+- ``stop()``: finish the inspection in progress, record it, then go idle.
+- ``abort()``: give up the inspection in progress at the next stage boundary; it is
+  recorded as an aborted capture fault (the part got no verdict), then the cycle goes idle.
+- ``suspend(reason)``: an interlock (door open, X-ray shutter): finish the inspection in
+  progress, then hold without accepting triggers until ``resume()``.
+
+Listeners are told about state changes and about each inspection *after* its commit, so
+nothing shown to an operator can be lost by a crash.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from calibration.roi import Roi
+from station.capture.base import (
+    BadImage,
+    CameraDisconnected,
+    CameraDriver,
+    CaptureError,
+    Frame,
+    PartContext,
+    TriggerMode,
+)
+from station.detect.base import DetectionResult, Detector
+from station.inspect.decide import Decision, DecisionPolicy
+from station.inspect.states import CycleState, check_transition
+
+log = logging.getLogger(__name__)
+
+
+class SpecReportLike(Protocol):
+    passed: bool
+    alignment: np.ndarray | None
+
+    def to_json(self) -> list[dict[str, Any]]: ...
+
+
+class SpecChecker(Protocol):
+    """Checks a frame against its capture spec (calibration profile)."""
+
+    version: str
+
+    def check(self, frame: Frame) -> SpecReportLike: ...
+
+
+class InspectionStore(Protocol):
+    def record(self, outcome: InspectionOutcome) -> str: ...
+
+
+class CycleAborted(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class CycleContext:
+    """What every record of this cycle shares."""
+
+    station: str
+    recipe: str
+    config_hash: str
+    roi: Roi | None = None
+
+
+@dataclass
+class InspectionOutcome:
+    """Everything one pass of the cycle produced; what the store records."""
+
+    context: PartContext
+    cycle: CycleContext
+    started_at: float
+    frame: Frame | None = None
+    fault: dict[str, str] | None = None
+    spec_checks: list[dict[str, Any]] = field(default_factory=list)
+    spec_passed: bool = False
+    alignment: np.ndarray | None = None  # frame -> reference affine from registration
+    calibration_version: str | None = None
+    detection: DetectionResult | None = None
+    decision: Decision = Decision.CHECK_CAPTURE
+    reason: str = ""
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    inspection_id: str | None = None
+    trigger_mode: str = TriggerMode.SOFTWARE.value
+
+    def to_json(self) -> dict[str, Any]:
+        """The one-line summary the CLI prints and listeners receive."""
+        det = self.detection.to_json() if self.detection is not None else None
+        return {
+            "id": self.inspection_id,
+            "part_id": self.context.part_id,
+            "lot": self.context.lot,
+            "recipe": self.context.recipe or self.cycle.recipe,
+            "station": self.cycle.station,
+            "decision": self.decision.value,
+            "verdict": self.decision.verdict,
+            "reason": self.reason,
+            "fault": self.fault,
+            "spec_passed": self.spec_passed,
+            "spec_checks": self.spec_checks,
+            "calibration_version": self.calibration_version,
+            "detection": det,
+            "camera": None if self.frame is None else {
+                "serial": self.frame.camera_serial,
+                "pixel_format": self.frame.pixel_format,
+                "exposure_us": self.frame.exposure_us,
+                "gain_db": self.frame.gain_db,
+                "trigger_id": self.frame.trigger_id,
+                "trigger_mode": self.trigger_mode,
+            },
+            "timings_ms": self.timings_ms,
+        }
+
+
+StateListener = Callable[[CycleState, CycleState], None]
+InspectionListener = Callable[[InspectionOutcome], None]
+
+
+def _ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000.0, 3)
+
+
+class InspectionCycle:
+    """Runs inspections one trigger at a time. Thread-safe commands, one running loop."""
+
+    def __init__(
+        self,
+        camera: CameraDriver,
+        checker: SpecChecker,
+        detector: Detector,
+        store: InspectionStore,
+        policy: DecisionPolicy,
+        context: CycleContext,
+        *,
+        trigger_mode: TriggerMode = TriggerMode.SOFTWARE,
+        capture_timeout_s: float = 1.0,
+        reconnect_attempts: int = 1,
+    ) -> None:
+        self.camera = camera
+        self.checker = checker
+        self.detector = detector
+        self.store = store
+        self.policy = policy
+        self.context = context
+        self.trigger_mode = trigger_mode
+        self.capture_timeout_s = capture_timeout_s
+        self.reconnect_attempts = reconnect_attempts
+        self._state = CycleState.IDLE
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._abort = threading.Event()
+        self._resume = threading.Event()
+        self._resume.set()
+        self.suspend_reason: str | None = None
+        self.fault_reason: str | None = None
+        self._state_listeners: list[StateListener] = []
+        self._inspection_listeners: list[InspectionListener] = []
+
+    # --- listeners ----------------------------------------------------------------------
+    def add_state_listener(self, fn: StateListener) -> None:
+        self._state_listeners.append(fn)
+
+    def remove_state_listener(self, fn: StateListener) -> None:
+        self._state_listeners.remove(fn)
+
+    def add_inspection_listener(self, fn: InspectionListener) -> None:
+        self._inspection_listeners.append(fn)
+
+    def remove_inspection_listener(self, fn: InspectionListener) -> None:
+        self._inspection_listeners.remove(fn)
+
+    # --- state ------------------------------------------------------------------------
+    @property
+    def state(self) -> CycleState:
+        return self._state
+
+    def _set_state(self, new: CycleState) -> None:
+        with self._lock:
+            old = self._state
+            if old == new:
+                return
+            check_transition(old, new)
+            self._state = new
+        for fn in list(self._state_listeners):
+            try:
+                fn(old, new)
+            except Exception:  # a broken listener must never stop the line
+                log.exception("state listener failed")
+
+    # --- commands -----------------------------------------------------------------------
+    def arm(self) -> None:
+        """Configure the trigger and start acquisition; from idle or after a fault."""
+        with self._lock:
+            if self._state not in (CycleState.IDLE, CycleState.FAULTED):
+                raise RuntimeError(f"arm() needs idle or faulted, not {self._state.value}")
+            self._stop.clear()
+            self._abort.clear()
+            self._resume.set()
+            self.suspend_reason = None
+        self.camera.arm(self.trigger_mode)
+        self.fault_reason = None
+        self._set_state(CycleState.ARMED)
+
+    def disarm(self) -> None:
+        if self._state in (CycleState.ARMED, CycleState.SUSPENDED, CycleState.FAULTED):
+            try:
+                self.camera.disarm()
+            finally:
+                self._set_state(CycleState.IDLE)
+
+    def stop(self) -> None:
+        """Finish the inspection in progress, then go idle."""
+        self._stop.set()
+        self._resume.set()
+
+    def abort(self) -> None:
+        """Give up the inspection in progress at the next stage boundary, then go idle."""
+        self._abort.set()
+        self._stop.set()
+        self._resume.set()
+
+    def suspend(self, reason: str) -> None:
+        """Hold the cycle (interlock) after the inspection in progress; resume() continues."""
+        self.suspend_reason = reason
+        self._resume.clear()
+        if self._state == CycleState.ARMED:
+            self._set_state(CycleState.SUSPENDED)
+
+    def resume(self) -> None:
+        self.suspend_reason = None
+        self._resume.set()
+        if self._state == CycleState.SUSPENDED:
+            self._set_state(CycleState.ARMED)
+
+    # --- running ------------------------------------------------------------------------
+    def run(self, contexts: Iterable[PartContext], count: int | None = None) -> Iterator[InspectionOutcome]:
+        """Inspect one part per context until ``count``, the contexts end, stop or abort."""
+        done = 0
+        for ctx in contexts:
+            if count is not None and done >= count:
+                break
+            if not self._wait_while_suspended():
+                break
+            if self._state == CycleState.FAULTED:
+                break
+            yield self.inspect(ctx)
+            done += 1
+            if self._stop.is_set():
+                break
+        if self._stop.is_set() and self._state in (CycleState.ARMED, CycleState.SUSPENDED):
+            self.disarm()
+
+    def _wait_while_suspended(self) -> bool:
+        while not self._resume.wait(0.05):
+            if self._state == CycleState.ARMED:
+                self._set_state(CycleState.SUSPENDED)
+        if self._state == CycleState.SUSPENDED:
+            self._set_state(CycleState.ARMED)
+        return not self._stop.is_set()
+
+    def inspect(self, part: PartContext) -> InspectionOutcome:
+        """One full cycle for one triggered part. Capture problems are recorded, not raised.
+
+        Raises only when the record itself cannot be written (the store's error), after
+        moving to FAULTED: the line must not run parts that leave no record.
+        """
+        if self._state != CycleState.ARMED:
+            raise RuntimeError(f"inspect() needs the cycle armed, it is {self._state.value}")
+        t_start = time.perf_counter()
+        out = InspectionOutcome(context=part, cycle=self.context, started_at=time.time(),
+                                trigger_mode=self.trigger_mode.value)
+        self._set_state(CycleState.CAPTURING)
+        try:
+            self._capture(out)
+            self._check_abort()
+            if out.frame is not None:
+                self._set_state(CycleState.CHECKING)
+                self._check(out)
+                self._check_abort()
+                if out.spec_passed:
+                    self._set_state(CycleState.DETECTING)
+                    self._detect(out)
+                    self._check_abort()
+            out.decision, out.reason = self._decide(out)
+        except CycleAborted:
+            out.fault = {"kind": "aborted", "message": "inspection aborted by the operator"}
+            out.decision, out.reason = Decision.CHECK_CAPTURE, "aborted"
+        self._record(out, t_start)
+        self._notify(out)
+        self._after_inspection()
+        return out
+
+    # --- stages -------------------------------------------------------------------------
+    def _check_abort(self) -> None:
+        if self._abort.is_set():
+            raise CycleAborted()
+
+    def _capture(self, out: InspectionOutcome) -> None:
+        t0 = time.perf_counter()
+        try:
+            frame = self.camera.grab(self.capture_timeout_s)
+            out.frame = frame.with_context(out.context)
+        except CameraDisconnected as exc:
+            out.fault = {"kind": exc.kind, "message": str(exc)}
+            self._reconnect()
+        except CaptureError as exc:
+            out.fault = {"kind": exc.kind, "message": str(exc)}
+        finally:
+            out.timings_ms["capture"] = _ms(t0)
+
+    def _reconnect(self) -> None:
+        """Try to get a lost camera back; leave the cycle FAULTED if it stays away."""
+        for attempt in range(1, self.reconnect_attempts + 1):
+            try:
+                self.camera.close()
+                self.camera.open()
+                self.camera.arm(self.trigger_mode)
+                log.warning("camera reconnected after %d attempt(s)", attempt)
+                return
+            except CaptureError as exc:
+                log.error("reconnect attempt %d failed: %s", attempt, exc)
+        self.fault_reason = "camera disconnected and could not be reconnected"
+
+    def _check(self, out: InspectionOutcome) -> None:
+        t0 = time.perf_counter()
+        try:
+            report = self.checker.check(out.frame)
+        except ValueError as exc:  # wrong size / bit depth for this spec: a capture fault
+            out.fault = {"kind": BadImage.kind, "message": str(exc)}
+            out.spec_passed = False
+            report = None
+        else:
+            out.spec_checks = report.to_json()
+            out.spec_passed = bool(report.passed)
+            out.alignment = report.alignment
+        out.calibration_version = self.checker.version
+        out.timings_ms["checks"] = _ms(t0)
+
+    def _detect(self, out: InspectionOutcome) -> None:
+        t0 = time.perf_counter()
+        out.detection = self.detector.detect(
+            out.frame.image, roi=self.context.roi, alignment=out.alignment)
+        out.timings_ms["detect"] = _ms(t0)
+
+    def _decide(self, out: InspectionOutcome) -> tuple[Decision, str]:
+        if out.fault is not None:
+            return Decision.CHECK_CAPTURE, f"capture fault: {out.fault['kind']}"
+        decision, reason = self.policy.decide(out.spec_passed, out.detection)
+        if decision is Decision.CHECK_CAPTURE and out.spec_checks:
+            failed = [c["name"] for c in out.spec_checks if not c.get("passed", True)]
+            reason = "capture outside its spec: " + ", ".join(failed)
+        return decision, reason
+
+    def _record(self, out: InspectionOutcome, t_start: float) -> None:
+        self._set_state(CycleState.RECORDING)
+        t0 = time.perf_counter()
+        try:
+            out.inspection_id = self.store.record(out)
+        except Exception as exc:
+            self.fault_reason = f"cannot record inspection: {exc}"
+            self._set_state(CycleState.FAULTED)
+            raise
+        out.timings_ms["record"] = _ms(t0)
+        out.timings_ms["total"] = _ms(t_start)
+        for stage in ("capture", "checks", "detect", "record"):
+            out.timings_ms.setdefault(stage, 0.0)
+
+    def _notify(self, out: InspectionOutcome) -> None:
+        for fn in list(self._inspection_listeners):
+            try:
+                fn(out)
+            except Exception:
+                log.exception("inspection listener failed")
+
+    def _after_inspection(self) -> None:
+        if self.fault_reason is not None:
+            self._set_state(CycleState.FAULTED)
+        elif self._abort.is_set():
+            self.camera.disarm()
+            self._set_state(CycleState.IDLE)
+        elif not self._resume.is_set():
+            self._set_state(CycleState.SUSPENDED)
+        else:
+            self._set_state(CycleState.ARMED)
