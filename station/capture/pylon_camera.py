@@ -6,6 +6,7 @@ variable on every device enumeration, so it may be set after ``pypylon`` is impo
 
 Emulation quirks this driver knows about (pypylon 26.9):
 
+* ``ImageFileMode`` is ignored while ``TestImageSelector`` is not ``Off``.
 * ``ImageFileMode`` serves the images of a folder in file-name order, looping, and restarts
   at the first file whenever grabbing starts. The frame has the *file's* size when the file
   is smaller than Width x Height (it is cropped from the top-left when larger). The file
@@ -265,6 +266,8 @@ class PylonCamera(CameraDriver):
             trigger_id=self._next_trigger_id(),
             # 0 means "no timestamp" (the emulation never sets one).
             device_timestamp_ns=int(ticks * self._tick_ns) if ticks else None,
+            # The camera's own frame counter: a gap means the camera dropped a frame.
+            meta={"device_frame_id": int(result.GetBlockID())},
         )
 
     # --- settings --------------------------------------------------------------------
@@ -347,8 +350,9 @@ class PylonCamera(CameraDriver):
             self._set("GevSCPD", int(self._inter_packet_delay))
         if self._image_folder is not None:
             self._require_emulation("ImageFileMode", "image_folder")
-            # Order matters: with a test image selected the emulation ignores ImageFileMode,
-            # and ImageFileMode must be switched on after the filename is set.
+            # Written in the order Off -> filename -> On. Measured on pylon 26.9 the order of
+            # the three writes does not matter, but a selected test image silently wins over
+            # the files, so TestImageSelector must end up Off.
             self._set("TestImageSelector", "Off")
             self._set("ImageFilename", str(self._image_folder))
             self._set("ImageFileMode", "On")
