@@ -42,8 +42,8 @@ class CameraInfo:
     width: int
     height: int
     pixel_format: str  # "Mono8", "Mono12", "Mono16", "BGR8"
-    exposure_us: float
-    gain_db: float
+    exposure_us: float | None  # None: the device does not report it
+    gain_db: float | None
     trigger_modes: frozenset[TriggerMode]
 
     @property
@@ -65,8 +65,8 @@ class Frame:
     image: np.ndarray
     pixel_format: str
     camera_serial: str
-    exposure_us: float
-    gain_db: float
+    exposure_us: float | None  # None: the device does not report it
+    gain_db: float | None
     trigger_id: int
     timestamp: float = field(default_factory=time.time)  # host clock, epoch seconds
     device_timestamp_ns: int | None = None

@@ -17,7 +17,6 @@ Not thread-safe: one thread owns a driver instance (the capture loop).
 from __future__ import annotations
 
 import logging
-import math
 import os
 import signal
 import threading
@@ -537,14 +536,14 @@ class GenICamCamera(CameraDriver):
         # GainRaw is not in dB, so it does not qualify.
         return "Gain" if self._has("Gain") else None
 
-    def _read_float(self, name: str | None) -> float:
-        """A node's value, or NaN when the device does not report it (e.g. the simulator)."""
+    def _read_float(self, name: str | None) -> float | None:
+        """A node's value, or None when the device does not report it (e.g. the simulator)."""
         if name is None:
-            return math.nan
+            return None
         try:
             return float(self._nodemap().get_node(name).value)
         except _GENICAM_ERRORS:
-            return math.nan
+            return None
 
     def _write(self, name: str, value: object, *, required: bool = True) -> None:
         try:
