@@ -1,0 +1,354 @@
+"""Replay: feed a folder of saved images through the live pipeline as if a camera took them.
+
+Two trigger modes:
+
+- SOFTWARE: each ``grab`` returns the next file of the folder (natural sort order:
+  ``part_2`` before ``part_10``), ``NoMoreFrames`` at the end unless ``loop``.
+- WATCHED_FOLDER: each ``grab`` waits for a *new* file to land (an X-ray detector or another
+  station writing into a shared folder). Files are found by polling and taken only once
+  their size, mtime and inode have not changed for ``settle_s`` across two polls, so a file
+  still being written is not read half-way. Writers should still write to a temporary
+  name (``*.part``, ``*.tmp``, ``.name``) and rename it in: those names are never read.
+
+A file that cannot be used (empty, truncated, corrupt, not an image, wrong size or bit depth)
+raises :class:`BadImage` naming the file and the reason; the cursor has already moved past it,
+so the next ``grab`` continues with the next file.
+"""
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import re
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from station.capture.base import (
+    PIXEL_FORMAT_BITS,
+    BadImage,
+    CameraConfigError,
+    CameraDisconnected,
+    CameraDriver,
+    CameraInfo,
+    CaptureTimeout,
+    Frame,
+    NoMoreFrames,
+    TriggerMode,
+)
+
+IMAGE_EXTENSIONS = ("png", "tif", "tiff", "bmp", "jpg", "jpeg")
+TEMP_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload", ".filepart", ".swp", "~")
+REPLAY_FORMATS = ("Mono8", "Mono10", "Mono12", "Mono16", "BGR8")
+
+
+def _natural_key(name: str):
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)], name
+
+
+def _sniff(data: bytes) -> str | None:
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if data.startswith(b"\xff\xd8"):
+        return "JPEG"
+    if data.startswith(b"BM"):
+        return "BMP"
+    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "TIFF"
+    return None
+
+
+def _truncation(kind: str | None, data: bytes) -> str | None:
+    """Why ``data`` looks cut short, or None. Decoders may accept some truncated files."""
+    if kind == "PNG" and data.rfind(b"IEND", max(0, len(data) - 32)) < 0:
+        return "truncated PNG (no IEND chunk at the end)"
+    if kind == "JPEG" and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+        return "truncated JPEG (no end-of-image marker)"
+    if kind == "BMP" and len(data) >= 6:
+        declared = int.from_bytes(data[2:6], "little")
+        if len(data) < declared:
+            return f"truncated BMP ({len(data)} of {declared} bytes)"
+    return None
+
+
+def decode_image(data: bytes, name: str, *, expected_width: int | None = None,
+                 expected_height: int | None = None,
+                 expected_pixel_format: str | None = None) -> tuple[np.ndarray, str]:
+    """Decode file bytes into (image, pixel format) or raise :class:`BadImage`.
+
+    16-bit stays 16-bit (Mono16, or Mono12 / Mono10 when expected and the values fit);
+    colour becomes BGR8 (alpha dropped); 8-bit grey is Mono8.
+    """
+    def bad(reason: str) -> BadImage:
+        err = BadImage(f"{name}: {reason}")
+        err.reason = reason
+        return err
+
+    if not data:
+        raise bad("empty file (0 bytes)")
+    kind = _sniff(data)
+    why = _truncation(kind, data)
+    if why:
+        raise bad(why)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        if kind is None:
+            raise bad(f"not an image (unrecognised content starting {data[:8]!r})")
+        raise bad(f"corrupt or truncated {kind} data (the decoder rejected it)")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 3 and image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+        raise bad(f"unsupported image layout {image.shape}")
+    if image.dtype not in (np.uint8, np.uint16):
+        raise bad(f"unsupported sample type {image.dtype} (need 8- or 16-bit integers)")
+    colour = image.ndim == 3
+    if colour and image.dtype == np.uint16:
+        raise bad("16-bit colour is not supported (BGR8 only)")
+    fmt = "BGR8" if colour else ("Mono8" if image.dtype == np.uint8 else "Mono16")
+    bits = 8 if image.dtype == np.uint8 else 16
+
+    if expected_pixel_format is not None and expected_pixel_format != fmt:
+        want_bits = PIXEL_FORMAT_BITS[expected_pixel_format]
+        if expected_pixel_format == "BGR8":
+            raise bad(f"grey {bits}-bit image, expected colour BGR8")
+        if colour:
+            raise bad(f"colour image, expected grey {expected_pixel_format}")
+        if want_bits <= 8 or bits == 8:
+            raise bad(f"{bits}-bit image, expected {expected_pixel_format} ({want_bits}-bit)")
+        top = int(image.max())
+        if top >= 1 << want_bits:
+            raise bad(f"values up to {top} do not fit the {want_bits} bits of {expected_pixel_format}")
+        fmt = expected_pixel_format
+    h, w = image.shape[:2]
+    if (expected_width is not None and w != expected_width) or (
+            expected_height is not None and h != expected_height):
+        raise bad(f"size {w}x{h}, expected {expected_width or w}x{expected_height or h}")
+    return image, fmt
+
+
+class ReplayCamera(CameraDriver):
+    """Replays the images of ``folder`` (SOFTWARE) or the ones that land in it (WATCHED_FOLDER).
+
+    ``Frame.source`` is the file's path; ``Frame.meta["replay"]`` holds ``file`` (its name),
+    ``sha256`` (of the bytes read) and ``index`` (the n-th file taken since open).
+    ``exposure_us`` / ``gain_db`` are recorded on each frame as the settings the images were
+    taken with (0 = unknown).
+    """
+
+    trigger_modes = frozenset({TriggerMode.SOFTWARE, TriggerMode.WATCHED_FOLDER})
+
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        *,
+        pattern: str | None = None,
+        extensions: tuple[str, ...] | list[str] = IMAGE_EXTENSIONS,
+        loop: bool = False,
+        expected_width: int | None = None,
+        expected_height: int | None = None,
+        expected_pixel_format: str | None = None,
+        serial: str = "REPLAY",
+        exposure_us: float = 0.0,
+        gain_db: float = 0.0,
+        include_existing: bool = False,
+        poll_interval_s: float = 0.05,
+        settle_s: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if expected_pixel_format is not None and expected_pixel_format not in REPLAY_FORMATS:
+            raise CameraConfigError(
+                f"ReplayCamera expected_pixel_format must be one of {REPLAY_FORMATS}, got {expected_pixel_format!r}")
+        self.folder = Path(folder)
+        self.pattern = pattern
+        self.extensions = frozenset(e.lower().lstrip(".") for e in extensions)
+        self.loop = loop
+        self.expected_width, self.expected_height = expected_width, expected_height
+        self.expected_pixel_format = expected_pixel_format
+        self.serial = serial
+        self.exposure_us, self.gain_db = float(exposure_us), float(gain_db)
+        self.include_existing = include_existing
+        self.poll_interval_s, self.settle_s = float(poll_interval_s), float(settle_s)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._open = False
+        self._files: list[Path] = []
+        self._cursor = 0
+        self._taken = 0
+        self._probe: tuple[int, int, str] | None = None
+        # watched folder: name -> signature already taken (or present at arm), and files
+        # seen but not yet settled: name -> (signature, first seen with it)
+        self._consumed: dict[str, tuple] = {}
+        self._pending: dict[str, tuple[tuple, float]] = {}
+
+    # --- lifecycle -------------------------------------------------------------------
+    def open(self) -> None:
+        if not self.folder.is_dir():
+            raise CameraConfigError(f"replay folder {self.folder} does not exist or is not a folder")
+        with self._lock:
+            self._files = self._list()
+            self._cursor = 0
+            self._open = True
+        self._probe = self._probe_first()
+
+    def close(self) -> None:
+        self.disarm()
+        self._open = False
+
+    def describe(self) -> CameraInfo:
+        w, h, fmt = self._probe or (0, 0, "Mono8")
+        return CameraInfo(vendor="LineStation", model="ReplayCamera", serial=self.serial,
+                          width=self.expected_width or w, height=self.expected_height or h,
+                          pixel_format=self.expected_pixel_format or fmt, exposure_us=self.exposure_us,
+                          gain_db=self.gain_db, trigger_modes=self.trigger_modes)
+
+    def arm(self, mode: TriggerMode = TriggerMode.SOFTWARE) -> None:
+        if not self._open:
+            raise CameraConfigError("ReplayCamera is not open")
+        super().arm(mode)
+        self._stop.clear()
+        with self._lock:
+            if mode is TriggerMode.WATCHED_FOLDER:
+                self._pending.clear()
+                self._consumed = {} if self.include_existing else {
+                    p.name: sig for p, sig in self._signatures().items()}
+            elif self._taken == 0:
+                self._files = self._list()  # pick up files added between open() and arm()
+
+    def disarm(self) -> None:
+        super().disarm()
+        self._stop.set()
+
+    def rewind(self) -> None:
+        """Re-read the folder and start again from its first file (SOFTWARE mode)."""
+        with self._lock:
+            self._files = self._list()
+            self._cursor = 0
+
+    @property
+    def remaining(self) -> int:
+        """Files not yet replayed in SOFTWARE mode (ignores looping)."""
+        return max(0, len(self._files) - self._cursor)
+
+    # --- capture ---------------------------------------------------------------------
+    def grab(self, timeout_s: float = 1.0) -> Frame:
+        if not self._open:
+            raise CameraConfigError("ReplayCamera is not open")
+        if self._mode is None:
+            raise CameraConfigError("ReplayCamera is not armed; call arm() before grab()")
+        if self._mode is TriggerMode.WATCHED_FOLDER:
+            return self._grab_watched(timeout_s)
+        with self._lock:
+            if self._cursor >= len(self._files):
+                if not (self.loop and self._files):
+                    raise NoMoreFrames(f"{self.folder}: no more images ({len(self._files)} in the folder)")
+                self._cursor = 0
+            path = self._files[self._cursor]
+            self._cursor += 1
+        return self._load(path)
+
+    def _grab_watched(self, timeout_s: float) -> Frame:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            path = self._next_settled()
+            if path is not None:
+                try:
+                    return self._load(path)
+                except BadImage as err:
+                    if not path.exists():  # taken away before we read it: not ours to judge
+                        continue
+                    raise err
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise CaptureTimeout(f"{self.serial}: no new image in {self.folder} within {timeout_s:g} s")
+            if self._stop.wait(min(self.poll_interval_s, remaining)):
+                raise CaptureTimeout(f"{self.serial}: disarmed while watching {self.folder}")
+
+    def _next_settled(self) -> Path | None:
+        """One poll: note new or changed files, return the first that has settled."""
+        now = time.monotonic()
+        sigs = self._signatures()
+        with self._lock:
+            names = {p.name for p in sigs}
+            for gone in set(self._pending) - names:
+                del self._pending[gone]
+            ready = []
+            for path, sig in sigs.items():
+                if self._consumed.get(path.name) == sig:
+                    continue
+                seen = self._pending.get(path.name)
+                if seen is None or seen[0] != sig:
+                    self._pending[path.name] = (sig, now)
+                elif now - seen[1] >= self.settle_s:
+                    ready.append(path)
+            if not ready:
+                return None
+            path = min(ready, key=lambda p: _natural_key(p.name))
+            self._consumed[path.name] = sigs[path]
+            del self._pending[path.name]
+            return path
+
+    # --- files -----------------------------------------------------------------------
+    def _wanted(self, name: str) -> bool:
+        if name.startswith((".", "~")) or name.lower().endswith(TEMP_SUFFIXES):
+            return False
+        ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+        if ext not in self.extensions:
+            return False
+        return self.pattern is None or fnmatch.fnmatch(name, self.pattern)
+
+    def _signatures(self) -> dict[Path, tuple]:
+        out = {}
+        try:
+            entries = list(os.scandir(self.folder))
+        except OSError as exc:
+            raise CameraDisconnected(f"{self.serial}: cannot list {self.folder}: {exc}") from exc
+        for e in entries:
+            if not self._wanted(e.name):
+                continue
+            try:
+                st = e.stat()
+            except OSError:
+                continue  # vanished between listing and stat
+            if e.is_file():
+                out[Path(e.path)] = (st.st_size, st.st_mtime_ns, st.st_ino)
+        return out
+
+    def _list(self) -> list[Path]:
+        return sorted((p for p in self._signatures()), key=lambda p: _natural_key(p.name))
+
+    def _probe_first(self) -> tuple[int, int, str] | None:
+        """Size and format of the first usable file, so describe() can tell before a grab."""
+        for path in self._files[:5]:
+            try:
+                image, fmt = decode_image(path.read_bytes(), str(path),
+                                          expected_pixel_format=self.expected_pixel_format)
+            except (OSError, BadImage):
+                continue
+            return image.shape[1], image.shape[0], fmt
+        return None
+
+    def _load(self, path: Path) -> Frame:
+        trigger_id = self._next_trigger_id()
+        try:
+            st = path.stat()
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise BadImage(f"{path}: file vanished before it could be read") from None
+        except OSError as exc:
+            raise BadImage(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+        finally:
+            with self._lock:
+                index = self._taken
+                self._taken += 1
+        image, fmt = decode_image(data, str(path), expected_width=self.expected_width,
+                                  expected_height=self.expected_height,
+                                  expected_pixel_format=self.expected_pixel_format)
+        meta = {"replay": {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(), "index": index}}
+        return Frame(image=image, pixel_format=fmt, camera_serial=self.serial, exposure_us=self.exposure_us,
+                     gain_db=self.gain_db, trigger_id=trigger_id, device_timestamp_ns=st.st_mtime_ns,
+                     source=str(path), meta=meta)
