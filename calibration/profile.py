@@ -192,8 +192,8 @@ class CalibrationProfile(BaseModel):
             raise ValueError(f"reference must be uint8 or uint16, got {v.dtype}")
         if not (v.ndim == 2 or (v.ndim == 3 and v.shape[2] == 3)) or v.size == 0:
             raise ValueError(f"reference must be a non-empty HxW or HxWx3 image, got shape {v.shape}")
-        if not v.flags.writeable and v.flags.c_contiguous:
-            return v  # already one of ours
+        if not v.flags.writeable and v.flags.c_contiguous and v.base is None:
+            return v  # already a frozen copy (another profile's): share it
         out = np.ascontiguousarray(v).copy()
         out.flags.writeable = False
         return out
