@@ -519,12 +519,13 @@ class SimCamera(CameraDriver):
             self._line.notify()
             return True
 
-    def good_images(self, n: int) -> list[np.ndarray]:
+    def good_images(self, n: int, start: int = 0) -> list[np.ndarray]:
         """``n`` defect-free, fault-free parts (jitter and noise as live), for calibration/training.
 
-        They come from their own random stream, so they never repeat a live grab's noise.
+        They come from their own random stream, so they never repeat a live grab's noise;
+        ``start`` picks where in that stream (so calibration and training sets can differ).
         """
-        return [self._render(i, None, None, stream=1)[0] for i in range(n)]
+        return [self._render(i, None, None, stream=1)[0] for i in range(start, start + n)]
 
     def render(self, index: int, *, defect: str | None = "auto", fault: str | None = "auto"
                ) -> tuple[np.ndarray, dict]:

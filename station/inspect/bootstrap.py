@@ -1,0 +1,99 @@
+"""First run on a fresh data dir: calibrate the capture spec and train the first model.
+
+A real station is calibrated by a technician (the calibration wizard) from parts they
+confirm as good. The demo and CI have a simulated camera that can render known-good parts,
+so they bootstrap themselves from those in a few seconds.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from calibration.calibrate import calibrate
+from calibration.profile import CalibrationProfile, ProfileStore
+from calibration.roi import Roi
+from calibration.spec import check_frame
+from station.capture.base import CameraDriver
+from station.detect.registry import ModelRegistry
+from station.detect.variation import VariationModel, VariationParams
+
+Progress = Callable[[str], None]
+
+
+class BootstrapError(RuntimeError):
+    """The station cannot start: it has no calibration or model and cannot make one itself."""
+
+
+def _good_images(camera: CameraDriver, count: int, what: str, start: int = 0) -> list[np.ndarray]:
+    render = getattr(camera, "good_images", None)
+    if render is None:
+        info = camera.describe()
+        raise BootstrapError(
+            f"no {what} for camera {info.serial}: this camera cannot supply known-good parts by "
+            f"itself; calibrate the station with the calibration wizard first")
+    return list(render(count, start=start))
+
+
+def ensure_profile(
+    profiles: ProfileStore,
+    camera: CameraDriver,
+    recipe: str,
+    *,
+    roi: Roi | None,
+    count: int,
+    auto: bool,
+    overrides: dict[str, float | None],
+    progress: Progress,
+) -> CalibrationProfile:
+    """The latest calibration profile of this camera and recipe, made from good parts if none."""
+    serial = camera.describe().serial
+    profile = profiles.latest(serial, recipe)
+    if profile is not None:
+        return profile
+    if not auto:
+        raise BootstrapError(f"camera {serial} has no calibration profile for recipe {recipe!r}; "
+                             f"run the calibration wizard (auto_calibrate is off)")
+    progress(f"calibrating {serial} / {recipe} from {count} good parts ...")
+    images = _good_images(camera, count, "calibration profile")
+
+    def step(done: int, total: int) -> None:
+        if done == total or done % max(1, total // 4) == 0:
+            progress(f"  calibration {done}/{total}")
+
+    profile = calibrate(images, serial, recipe, roi=roi, overrides=overrides,
+                        created_by="bootstrap", notes="made on first run from simulated good parts",
+                        progress=step)
+    saved = profiles.save(profile)
+    progress(f"calibration profile {saved.label} saved")
+    return saved
+
+
+def train_first_model(
+    registry: ModelRegistry,
+    camera: CameraDriver,
+    profile: CalibrationProfile,
+    *,
+    count: int,
+    downscale: int,
+    progress: Progress,
+) -> str:
+    """Train a variation model from good parts aligned to the profile's reference; activate it."""
+    progress(f"training the variation model from {count} good parts ...")
+    # parts the calibration never saw, so the threshold is not fitted to the reference's own
+    images: Sequence[np.ndarray] = _good_images(camera, count, "model", start=100_000)
+    alignments = []
+    for i, image in enumerate(images, 1):
+        report = check_frame(profile, image)
+        if not report.passed:
+            failed = ", ".join(c.name for c in report.failed)
+            raise BootstrapError(f"good part {i} fails its own capture spec ({failed}); "
+                                 f"recalibrate before training")
+        alignments.append(report.alignment)
+    model = VariationModel.train(images, roi=profile.roi, alignments=alignments,
+                                 params=VariationParams(downscale=downscale))
+    model_id = registry.save(model, dataset={"source": "bootstrap:good-parts", "count": len(images),
+                                             "calibration": profile.label})
+    registry.set_active(model_id)
+    progress(f"model {model_id} trained and active (threshold {model.threshold:.3f})")
+    return model_id

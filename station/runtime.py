@@ -1,0 +1,167 @@
+"""A running station assembled from its config: store, camera, spec, model, cycle.
+
+Headless (no Qt). The CLI drives it directly; the UI drives it through the same calls.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from calibration.profile import ProfileStore
+from calibration.roi import Roi
+from calibration.spec import ProfileSpecChecker
+from station.capture.base import CameraDriver, PartContext
+from station.capture.factory import make_camera, trigger_mode
+from station.config import LineStationConfig
+from station.detect.base import Detector
+from station.detect.registry import ModelRegistry
+from station.inspect.bootstrap import ensure_profile, train_first_model
+from station.inspect.cycle import CycleContext, InspectionCycle, InspectionOutcome
+from station.inspect.decide import Decision, DecisionPolicy
+from station.store.record import InspectionRecord
+from station.store.station_store import StationStore
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+# Heatmaps are kept for the records a person will look at (review queue, rejects); for a
+# passed part it can be recomputed from the raw image, and skipping it keeps the cycle fast.
+HEATMAP_DECISIONS = frozenset({Decision.REJECT, Decision.REVIEW})
+
+
+class StoreRecorder:
+    """Turns a cycle outcome into the store's record (the cycle's InspectionStore)."""
+
+    def __init__(self, store: StationStore) -> None:
+        self.store = store
+
+    def record(self, out: InspectionOutcome) -> str:
+        det = out.detection
+        frame = out.frame
+        record = InspectionRecord(
+            station=out.cycle.station,
+            decision=out.decision.value,
+            started_at=out.started_at,
+            finished_at=time.time(),
+            recipe=out.context.recipe or out.cycle.recipe,
+            part_id=out.context.part_id,
+            lot=out.context.lot,
+            config_hash=out.cycle.config_hash,
+            calibration_version=out.calibration_version,
+            model_id=det.model_id if det else None,
+            model_version=det.model_version if det else None,
+            model_hash=det.model_hash if det else None,
+            camera=out.to_json()["camera"],
+            reason=out.reason,
+            score=det.score if det else None,
+            is_anomalous=det.is_anomalous if det else None,
+            confidence=det.confidence if det else None,
+            detection=det.to_json() if det else None,
+            fault=out.fault,
+            timings_ms=dict(out.timings_ms),
+            spec_checks=out.spec_checks,
+            bit_depth=frame.bit_depth if frame is not None else None,
+            meta=dict(frame.meta) if frame is not None else {},
+        )
+        heatmap = det.heatmap if det is not None and out.decision in HEATMAP_DECISIONS else None
+        return self.store.record_inspection(record, frame.image if frame is not None else None, heatmap)
+
+
+def part_contexts(store: StationStore, lot: str, recipe: str) -> Iterator[PartContext]:
+    """Part ids for a line that supplies none: ``<lot>-000123``, carrying on after a restart."""
+    prefix = f"{lot}-"
+    start = store.part_counter(prefix) + 1
+    for n in itertools.count(start):
+        yield PartContext(part_id=f"{prefix}{n:06d}", lot=lot, recipe=recipe)
+
+
+class StationRuntime:
+    def __init__(self, cfg: LineStationConfig, data_dir: Path, store: StationStore, camera: CameraDriver,
+                 checker: ProfileSpecChecker, detector: Detector, cycle: InspectionCycle) -> None:
+        self.cfg = cfg
+        self.data_dir = data_dir
+        self.store = store
+        self.camera = camera
+        self.checker = checker
+        self.detector = detector
+        self.cycle = cycle
+
+    @classmethod
+    def open(cls, cfg: LineStationConfig, data_dir: Path, *, progress: Progress | None = None,
+             arm: bool = True) -> StationRuntime:
+        """Open everything; on a fresh data dir calibrate and train first (sim camera)."""
+        progress = progress or (lambda msg: log.info("%s", msg))
+        data_dir = Path(data_dir)
+        st = cfg.station
+        store = StationStore(data_dir, plant=st.plant, line=st.line, station=st.station)
+        camera = None
+        try:
+            camera = make_camera(cfg.camera)
+            camera.open()
+            roi = Roi(*cfg.recipe.roi) if cfg.recipe.roi else None
+            overrides = cfg.calibration.tolerances.model_dump(exclude_none=True)
+            profile = ensure_profile(ProfileStore(data_dir / "calibration"), camera, cfg.recipe.name,
+                                     roi=roi, count=cfg.calibration.calibration_images,
+                                     auto=cfg.calibration.auto_calibrate, overrides=overrides,
+                                     progress=progress)
+            detector = cls._load_detector(cfg, data_dir, camera, profile, progress)
+            policy = DecisionPolicy(**cfg.recipe.decision.model_dump())
+            cycle = InspectionCycle(
+                camera, ProfileSpecChecker(profile), detector, StoreRecorder(store), policy,
+                CycleContext(station=st.station, recipe=cfg.recipe.name, config_hash=cfg.config_hash(),
+                             roi=profile.roi),
+                trigger_mode=trigger_mode(cfg.camera), capture_timeout_s=cfg.camera.timeout_s,
+            )
+            runtime = cls(cfg, data_dir, store, camera, ProfileSpecChecker(profile), detector, cycle)
+            if arm:
+                cycle.arm()
+            return runtime
+        except BaseException:
+            if camera is not None:
+                camera.close()
+            store.close()
+            raise
+
+    @staticmethod
+    def _load_detector(cfg: LineStationConfig, data_dir: Path, camera: CameraDriver, profile,
+                       progress: Progress) -> Detector:
+        registry = ModelRegistry(data_dir / "models")
+        wanted = cfg.detector.model
+        if wanted != "active":
+            return registry.load(wanted)
+        if registry.active() is None:
+            train_first_model(registry, camera, profile, count=cfg.detector.train_images,
+                              downscale=cfg.detector.downscale, progress=progress)
+        return registry.load_active()
+
+    def run(self, count: int | None = None, lot: str | None = None) -> Iterator[InspectionOutcome]:
+        contexts = part_contexts(self.store, lot or self.cfg.station.lot, self.cfg.recipe.name)
+        return self.cycle.run(contexts, count=count)
+
+    def close(self) -> None:
+        try:
+            if self.cycle.state.value != "idle":
+                try:
+                    self.cycle.disarm()
+                except Exception:  # closing must not fail on a half-broken camera
+                    log.exception("disarm failed while closing")
+            self.camera.close()
+        finally:
+            self.store.close()
+
+
+def print_human(out: InspectionOutcome, stream=sys.stdout) -> None:
+    """One readable line per inspection for the terminal."""
+    det = out.detection
+    score = f"score {det.score:6.3f}/{det.threshold:.3f} conf {det.confidence:.2f}" if det else " " * 28
+    failed = [c["name"] for c in out.spec_checks if not c.get("passed", True)]
+    extra = f"  fault: {out.fault['kind']}" if out.fault else (f"  spec: {', '.join(failed)}" if failed else "")
+    t = out.timings_ms
+    print(f"{out.context.part_id:>16}  {out.decision.operator_text:<13} {score}  "
+          f"{t.get('total', 0):6.1f} ms{extra}", file=stream, flush=True)
+
