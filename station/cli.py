@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
+from station.capture.base import CaptureError
 from station.config import ConfigError, load_config
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -59,7 +60,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace, data_dir: Path) -> int:
+    from station.inspect.bootstrap import BootstrapError
     from station.runtime import StationRuntime, print_human
+    from station.store.errors import StoreError
 
     try:
         cfg = load_config(args.config)
@@ -68,7 +71,11 @@ def _cmd_inspect(args: argparse.Namespace, data_dir: Path) -> int:
             print(str(issue), file=sys.stderr)
         return EXIT_FAIL
     progress = (lambda msg: print(msg, file=sys.stderr, flush=True))
-    runtime = StationRuntime.open(cfg, data_dir, progress=progress)
+    try:
+        runtime = StationRuntime.open(cfg, data_dir, progress=progress)
+    except (BootstrapError, StoreError, CaptureError) as exc:
+        print(f"station cannot start: {exc}", file=sys.stderr)
+        return EXIT_FAIL
     # SIGTERM / Ctrl-C: finish the inspection in progress and stop cleanly.
     previous = {s: signal.signal(s, lambda *_: runtime.cycle.stop()) for s in (signal.SIGINT, signal.SIGTERM)}
     status = EXIT_OK
@@ -81,7 +88,9 @@ def _cmd_inspect(args: argparse.Namespace, data_dir: Path) -> int:
         if runtime.cycle.fault_reason:
             print(f"station faulted: {runtime.cycle.fault_reason}", file=sys.stderr)
             status = EXIT_FAIL
-    except Exception as exc:  # the store could not record: the station must stop
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the final flush quiet
+    except StoreError as exc:  # the record cannot be written: the station must stop
         print(f"station stopped: {exc}", file=sys.stderr)
         status = EXIT_FAIL
     finally:
