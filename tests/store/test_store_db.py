@@ -1,0 +1,101 @@
+"""The database file: Alembic-owned schema, durability pragmas, one writer per data dir."""
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect as sa_inspect
+
+from station.store import db
+from station.store.errors import StoreLocked
+from station.store.schema import Base
+from station.store.station_store import StationStore
+from store_helpers import make_record
+
+
+def test_migrations_create_the_schema(store):
+    insp = sa_inspect(store.engine)
+    assert {"inspections", "spec_results", "audit_log", "outbox", "alembic_version"} <= set(
+        insp.get_table_names()
+    )
+    assert db.current_revision(store.engine) == db.head_revision() == "0001"
+    claim = {i["name"]: i["column_names"] for i in insp.get_indexes("outbox")}
+    assert claim["ix_outbox_claim"] == ["status", "priority", "id"]
+    assert {"ix_inspections_started_at": ["started_at"]}.items() <= {
+        i["name"]: i["column_names"] for i in insp.get_indexes("inspections")
+    }.items()
+    assert [c["name"] for c in insp.get_unique_constraints("outbox")] == ["uq_outbox_idempotency_key"]
+
+
+def test_migration_matches_the_orm_schema(store):
+    with store.engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(ctx, Base.metadata) == []
+
+
+def test_durability_pragmas_on_the_writer_connection(store):
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == db.BUSY_TIMEOUT_MS
+    info = store.storage_info()
+    assert (info["journal_mode"], info["synchronous"]) == ("wal", 2)
+    # The WAL mode is a property of the file: a plain sqlite3 connection sees it too.
+    raw = sqlite3.connect(store.db_path)
+    try:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        raw.close()
+
+
+def test_writer_takes_the_write_lock_up_front(store, tmp_path):
+    """BEGIN IMMEDIATE: a second writer waits (busy) instead of deadlocking half-way."""
+    other = sqlite3.connect(store.db_path, timeout=0.05)
+    try:
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("SELECT 1")  # our transaction holds the RESERVED lock now
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+    finally:
+        other.close()
+
+
+def test_readers_are_read_only(store):
+    with store.reader.connect() as conn, pytest.raises(Exception, match="readonly|read-only|query_only"):
+        conn.exec_driver_sql("DELETE FROM outbox")
+
+
+def test_reopen_keeps_data_and_does_not_remigrate(tmp_path):
+    with StationStore(tmp_path) as s:
+        rid = s.record_inspection(make_record(1), None)
+    with StationStore(tmp_path) as s:
+        assert s.get(rid)["part_id"] == "P000001"
+        assert db.current_revision(s.engine) == "0001"
+
+
+def test_downgrade_and_upgrade_again(tmp_path):
+    engine = db.make_engine(tmp_path / "x.db")
+    try:
+        db.upgrade(engine)
+        with engine.begin() as conn:
+            command.downgrade(db.alembic_config(conn), "base")
+        assert set(sa_inspect(engine).get_table_names()) == {"alembic_version"}
+        db.upgrade(engine)
+        assert "outbox" in sa_inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+
+
+def test_one_writer_process_per_data_dir(store):
+    with pytest.raises(StoreLocked, match="in use"):
+        StationStore(store.data_dir)
+    # Read-only users (``linestation audit verify``) open without recovering: no lock needed.
+    viewer = StationStore(store.data_dir, recover=False)
+    try:
+        assert viewer.audit_verify().ok
+    finally:
+        viewer.close()
