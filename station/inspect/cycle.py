@@ -30,6 +30,7 @@ from station.capture.base import (
     CameraDriver,
     CaptureError,
     Frame,
+    NoMoreFrames,
     PartContext,
     TriggerMode,
 )
@@ -61,6 +62,10 @@ class InspectionStore(Protocol):
 
 class CycleAborted(Exception):
     pass
+
+
+class SourceExhausted(Exception):
+    """A finite source (a replay folder) has no more frames: there is no part to inspect."""
 
 
 @dataclass(frozen=True)
@@ -253,7 +258,11 @@ class InspectionCycle:
                 break
             if self._state == CycleState.FAULTED:
                 break
-            yield self.inspect(ctx)
+            try:
+                outcome = self.inspect(ctx)
+            except SourceExhausted:
+                break
+            yield outcome
             done += 1
             if self._stop.is_set():
                 break
@@ -271,8 +280,9 @@ class InspectionCycle:
     def inspect(self, part: PartContext) -> InspectionOutcome:
         """One full cycle for one triggered part. Capture problems are recorded, not raised.
 
-        Raises only when the record itself cannot be written (the store's error), after
-        moving to FAULTED: the line must not run parts that leave no record.
+        Raises when the record itself cannot be written (the store's error), after moving
+        to FAULTED: the line must not run parts that leave no record. Raises
+        :class:`SourceExhausted` (and goes idle) when a finite source has run out.
         """
         if self._state != CycleState.ARMED:
             raise RuntimeError(f"inspect() needs the cycle armed, it is {self._state.value}")
@@ -310,6 +320,10 @@ class InspectionCycle:
         try:
             frame = self.camera.grab(self.capture_timeout_s)
             out.frame = frame.with_context(out.context)
+        except NoMoreFrames as exc:
+            self.camera.disarm()
+            self._set_state(CycleState.IDLE)
+            raise SourceExhausted(str(exc)) from exc
         except CameraDisconnected as exc:
             out.fault = {"kind": exc.kind, "message": str(exc)}
             self._reconnect()
