@@ -208,7 +208,10 @@ class StationStore:
                     written.append(stored_hm)
                 t2 = time.perf_counter()
                 recorded_at = datetime.now(timezone.utc)
-                doc = record.to_document(stored, stored_hm, recorded_at=recorded_at)
+                try:
+                    doc = record.to_document(stored, stored_hm, recorded_at=recorded_at)
+                except (TypeError, ValueError) as exc:
+                    raise StoreError(f"inspection {record.id} cannot be stored as JSON: {exc}") from exc
                 insp_row = self._inspection_row(record, doc, stored, stored_hm, recorded_at)
                 spec_rows = [
                     {"inspection_id": record.id, **{k: c[k] for k in

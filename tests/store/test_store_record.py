@@ -187,3 +187,9 @@ def test_record_dataclass_defaults():
     rec = InspectionRecord(station="s", decision="pass", started_at=0.0)
     assert rec.verdict == "OK" and not rec.is_alert and len(rec.id) == 26
     assert rec.to_document()["image"] is None
+
+
+def test_unserialisable_record_is_a_store_error_and_leaves_nothing(store, rng):
+    with pytest.raises(StoreError, match="JSON"):
+        store.record_inspection(make_record(15, meta={"obj": object()}), random_image(rng, (16, 16)))
+    assert store.count() == 0 and list(store.images.iter_files()) == []
