@@ -137,7 +137,7 @@ class ReplayCamera(CameraDriver):
     ``Frame.source`` is the file's path; ``Frame.meta["replay"]`` holds ``file`` (its name),
     ``sha256`` (of the bytes read) and ``index`` (the n-th file taken since open).
     ``exposure_us`` / ``gain_db`` are recorded on each frame as the settings the images were
-    taken with (0 = unknown).
+    taken with (None = unknown).
     """
 
     trigger_modes = frozenset({TriggerMode.SOFTWARE, TriggerMode.WATCHED_FOLDER})
@@ -153,8 +153,8 @@ class ReplayCamera(CameraDriver):
         expected_height: int | None = None,
         expected_pixel_format: str | None = None,
         serial: str = "REPLAY",
-        exposure_us: float = 0.0,
-        gain_db: float = 0.0,
+        exposure_us: float | None = None,
+        gain_db: float | None = None,
         include_existing: bool = False,
         poll_interval_s: float = 0.05,
         settle_s: float = 0.1,
@@ -170,7 +170,8 @@ class ReplayCamera(CameraDriver):
         self.expected_width, self.expected_height = expected_width, expected_height
         self.expected_pixel_format = expected_pixel_format
         self.serial = serial
-        self.exposure_us, self.gain_db = float(exposure_us), float(gain_db)
+        self.exposure_us = None if exposure_us is None else float(exposure_us)
+        self.gain_db = None if gain_db is None else float(gain_db)
         self.include_existing = include_existing
         self.poll_interval_s, self.settle_s = float(poll_interval_s), float(settle_s)
         self._lock = threading.Lock()
