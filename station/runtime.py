@@ -160,8 +160,33 @@ def print_human(out: InspectionOutcome, stream=sys.stdout) -> None:
     det = out.detection
     score = f"score {det.score:6.3f}/{det.threshold:.3f} conf {det.confidence:.2f}" if det else " " * 28
     failed = [c["name"] for c in out.spec_checks if not c.get("passed", True)]
-    extra = f"  fault: {out.fault['kind']}" if out.fault else (f"  spec: {', '.join(failed)}" if failed else "")
+    if out.fault:
+        extra = f"  fault: {out.fault['kind']}"
+    elif failed:
+        extra = f"  spec: {', '.join(failed)}"
+    else:
+        extra = ""
+    truth = (out.frame.meta.get("sim") or {}) if out.frame is not None else {}
+    if truth.get("defect"):
+        extra += f"  (simulated {truth['defect']})"
     t = out.timings_ms
     print(f"{out.context.part_id:>16}  {out.decision.operator_text:<13} {score}  "
           f"{t.get('total', 0):6.1f} ms{extra}", file=stream, flush=True)
 
+
+def print_summary(outcomes: list[InspectionOutcome], store: StationStore, stream=sys.stderr) -> None:
+    """What a shift lead wants after a run: counts, yield, latency, what waits for sync."""
+    if not outcomes:
+        return
+    counts = {d.value: 0 for d in Decision}
+    for o in outcomes:
+        counts[o.decision.value] += 1
+    decided = counts["pass"] + counts["reject"]
+    totals = sorted(o.timings_ms.get("total", 0.0) for o in outcomes if o.fault is None)
+    p50 = totals[len(totals) // 2] if totals else float("nan")
+    pending = store.outbox_counts().get("pending", 0)
+    yield_txt = f"{100.0 * counts['pass'] / decided:.1f}%" if decided else "n/a"
+    print(f"{len(outcomes)} parts: {counts['pass']} pass, {counts['reject']} reject, "
+          f"{counts['review']} review, {counts['check_capture']} check capture; yield {yield_txt}; "
+          f"cycle p50 {p50:.1f} ms; {store.count()} records in {store.data_dir}; "
+          f"{pending} outbox rows waiting for sync", file=stream, flush=True)
