@@ -164,9 +164,94 @@ class OutboxRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcTimestamp())
     delivered_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
+    delivery_detail: Mapped[dict | None] = mapped_column(_json())  # what the sink answered
 
     __table_args__ = (
         CheckConstraint(f"status IN {OUTBOX_STATUSES!r}", name="ck_outbox_status"),
         UniqueConstraint("idempotency_key", name="uq_outbox_idempotency_key"),
         Index("ix_outbox_claim", "status", "priority", "id"),
     )
+
+
+ROLES = ("operator", "supervisor", "technician", "admin")
+LABELS = ("good", "defect", "recapture")
+SINK_STATES = ("online", "degraded", "offline")
+
+
+class User(Base):
+    """A person who signs in at the station. Only argon2 hashes are stored."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    display_name: Mapped[str] = mapped_column(String(128), default="")
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp())
+    last_login_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (
+        CheckConstraint(f"role IN {ROLES!r}", name="ck_users_role"),
+        UniqueConstraint("username", name="uq_users_username"),
+    )
+
+
+class Label(Base):
+    """A person's (review) or a dataset's (import) word on one inspection or image."""
+
+    __tablename__ = "labels"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    inspection_id: Mapped[str | None] = mapped_column(
+        String(26), ForeignKey("inspections.id", ondelete="CASCADE"), index=True
+    )
+    image_sha256: Mapped[str | None] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(16))  # good / defect / recapture
+    defect_class: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))  # confirm_defect / mark_good / recapture / import
+    source: Mapped[str] = mapped_column(String(32))  # review / import
+    username: Mapped[str] = mapped_column(String(64))
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp(), index=True)
+
+    __table_args__ = (CheckConstraint(f"label IN {LABELS!r}", name="ck_labels_label"),)
+
+
+class LineEvent(Base):
+    """A recorded change on the line (new supplier, tooling, part revision)."""
+
+    __tablename__ = "line_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str] = mapped_column(Text, default="")
+    username: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UtcTimestamp(), index=True)
+
+
+class SinkStatus(Base):
+    """One sink's circuit state as the sync service last saw it."""
+
+    __tablename__ = "sink_status"
+
+    sink: Mapped[str] = mapped_column(String(32), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_success_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
+    updated_at: Mapped[datetime] = mapped_column(UtcTimestamp())
+    detail: Mapped[dict | None] = mapped_column(_json())
+
+    __table_args__ = (CheckConstraint(f"state IN {SINK_STATES!r}", name="ck_sink_status_state"),)
+
+
+class MesDelivery(Base):
+    """One MES transport's confirmation of one outbox item."""
+
+    __tablename__ = "mes_deliveries"
+
+    idempotency_key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    transport: Mapped[str] = mapped_column(String(16), primary_key=True)  # rest / opcua
+    disposition: Mapped[dict | None] = mapped_column(_json())
+    delivered_at: Mapped[datetime] = mapped_column(UtcTimestamp())

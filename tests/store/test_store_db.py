@@ -21,7 +21,7 @@ def test_migrations_create_the_schema(store):
     assert {"inspections", "spec_results", "audit_log", "outbox", "alembic_version"} <= set(
         insp.get_table_names()
     )
-    assert db.current_revision(store.engine) == db.head_revision() == "0001"
+    assert db.current_revision(store.engine) == db.head_revision()
     claim = {i["name"]: i["column_names"] for i in insp.get_indexes("outbox")}
     assert claim["ix_outbox_claim"] == ["status", "priority", "id"]
     assert {"ix_inspections_started_at": ["started_at"]}.items() <= {
@@ -74,7 +74,46 @@ def test_reopen_keeps_data_and_does_not_remigrate(tmp_path):
         rid = s.record_inspection(make_record(1), None)
     with StationStore(tmp_path) as s:
         assert s.get(rid)["part_id"] == "P000001"
-        assert db.current_revision(s.engine) == "0001"
+        assert db.current_revision(s.engine) == db.head_revision()
+
+
+def test_a_0001_database_with_records_upgrades_in_place(tmp_path):
+    """A station installed before 0002 keeps its records and outbox through the upgrade."""
+    engine = db.make_engine(tmp_path / "station.db")
+    try:
+        with engine.begin() as conn:
+            command.upgrade(db.alembic_config(conn), "0001")
+    finally:
+        engine.dispose()
+    with StationStore(tmp_path) as s:  # opens and upgrades to head
+        pass
+    # a record written by an 0001 station (insert through the 0001 schema's columns only)
+    engine = db.make_engine(tmp_path / "other.db")
+    try:
+        with engine.begin() as conn:
+            command.upgrade(db.alembic_config(conn), "0001")
+    finally:
+        engine.dispose()
+    raw = sqlite3.connect(tmp_path / "other.db")
+    raw.execute(
+        "insert into outbox (sink, kind, priority, payload, idempotency_key, status, attempts,"
+        " next_attempt_at, created_at) values ('s3','image',3,'{}','k1','pending',0,"
+        " '2026-11-26T00:00:00.000000Z','2026-11-26T00:00:00.000000Z')")
+    raw.commit()
+    raw.close()
+    engine = db.make_engine(tmp_path / "other.db")
+    try:
+        db.upgrade(engine)
+        assert db.current_revision(engine) == db.head_revision()
+        cols = {c["name"] for c in sa_inspect(engine).get_columns("outbox")}
+        assert "delivery_detail" in cols
+        with engine.connect() as conn:
+            row = conn.exec_driver_sql("select idempotency_key, status, delivery_detail from outbox").one()
+        assert tuple(row) == ("k1", "pending", None)
+        assert {"users", "labels", "line_events", "sink_status", "mes_deliveries"} <= set(
+            sa_inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
 
 
 def test_downgrade_and_upgrade_again(tmp_path):
