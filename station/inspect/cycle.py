@@ -236,16 +236,18 @@ class InspectionCycle:
 
     def suspend(self, reason: str) -> None:
         """Hold the cycle (interlock) after the inspection in progress; resume() continues."""
-        self.suspend_reason = reason
-        self._resume.clear()
-        if self._state == CycleState.ARMED:
-            self._set_state(CycleState.SUSPENDED)
+        with self._lock:  # atomic with the run loop's "begin": no capture starts after this
+            self.suspend_reason = reason
+            self._resume.clear()
+            if self._state == CycleState.ARMED:
+                self._set_state(CycleState.SUSPENDED)
 
     def resume(self) -> None:
-        self.suspend_reason = None
-        self._resume.set()
-        if self._state == CycleState.SUSPENDED:
-            self._set_state(CycleState.ARMED)
+        with self._lock:
+            self.suspend_reason = None
+            self._resume.set()
+            if self._state == CycleState.SUSPENDED:
+                self._set_state(CycleState.ARMED)
 
     # --- running ------------------------------------------------------------------------
     def run(self, contexts: Iterable[PartContext], count: int | None = None) -> Iterator[InspectionOutcome]:
@@ -254,12 +256,17 @@ class InspectionCycle:
         for ctx in contexts:
             if count is not None and done >= count:
                 break
-            if not self._wait_while_suspended():
-                break
             if self._state == CycleState.FAULTED:
                 break
+            while True:  # wait out an interlock, then claim the trigger atomically
+                if not self._wait_while_suspended():
+                    break
+                if self._begin():
+                    break
+            if self._state != CycleState.CAPTURING:
+                break  # stopped or aborted while suspended
             try:
-                outcome = self.inspect(ctx)
+                outcome = self._inspect_begun(ctx)
             except SourceExhausted:
                 break
             yield outcome
@@ -271,11 +278,26 @@ class InspectionCycle:
 
     def _wait_while_suspended(self) -> bool:
         while not self._resume.wait(0.05):
-            if self._state == CycleState.ARMED:
-                self._set_state(CycleState.SUSPENDED)
-        if self._state == CycleState.SUSPENDED:
-            self._set_state(CycleState.ARMED)
+            with self._lock:
+                if self._state == CycleState.ARMED and not self._resume.is_set():
+                    self._set_state(CycleState.SUSPENDED)
+        with self._lock:
+            if self._state == CycleState.SUSPENDED and self._resume.is_set():
+                self._set_state(CycleState.ARMED)
         return not self._stop.is_set()
+
+    def _begin(self) -> bool:
+        """Move ARMED -> CAPTURING unless an interlock got there first (then: wait again)."""
+        with self._lock:
+            if self._state != CycleState.ARMED:
+                if self._state == CycleState.SUSPENDED:
+                    return False
+                raise RuntimeError(f"inspect() needs the cycle armed, it is {self._state.value}")
+            if not self._resume.is_set():
+                self._set_state(CycleState.SUSPENDED)
+                return False
+            self._set_state(CycleState.CAPTURING)
+            return True
 
     def inspect(self, part: PartContext) -> InspectionOutcome:
         """One full cycle for one triggered part. Capture problems are recorded, not raised.
@@ -284,12 +306,14 @@ class InspectionCycle:
         to FAULTED: the line must not run parts that leave no record. Raises
         :class:`SourceExhausted` (and goes idle) when a finite source has run out.
         """
-        if self._state != CycleState.ARMED:
-            raise RuntimeError(f"inspect() needs the cycle armed, it is {self._state.value}")
+        if not self._begin():
+            raise RuntimeError(f"the cycle is suspended: {self.suspend_reason}")
+        return self._inspect_begun(part)
+
+    def _inspect_begun(self, part: PartContext) -> InspectionOutcome:
         t_start = time.perf_counter()
         out = InspectionOutcome(context=part, cycle=self.context, started_at=time.time(),
                                 trigger_mode=self.trigger_mode.value)
-        self._set_state(CycleState.CAPTURING)
         try:
             self._capture(out)
             self._check_abort()
