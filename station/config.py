@@ -144,6 +144,55 @@ class CalibrationConfig(_Strict):
     tolerances: ToleranceOverrides = ToleranceOverrides()
 
 
+class MesRestConfig(_Strict):
+    """MES write-back over HTTP: one JSON POST per result with an ``Idempotency-Key`` header."""
+
+    url: str = Field(pattern=r"^https?://[^\s]+$", description="the MES endpoint that receives results")
+    auth_header: str = Field("Authorization", pattern=r"^[A-Za-z0-9-]+$")
+    auth_secret_env: str | None = Field(None, description="environment variable holding the auth header's value")
+    timeout_s: float = Field(5.0, gt=0, le=120)
+
+
+MES_RESULT_FIELDS = ("ResultId", "PartId", "State", "Verdict", "Timestamp")
+
+
+class MesOpcUaConfig(_Strict):
+    """MES write-back over OPC UA (OPC 40100 / 40001-101 style result): call ``method`` on the
+    MES object (primary; it returns the disposition), or write ``nodes`` when no method is set."""
+
+    endpoint: str = Field(pattern=r"^opc\.tcp://[^\s]+$")
+    username: str | None = None
+    password_env: str | None = Field(None, description="environment variable holding the password")
+    namespace_uri: str | None = Field(None, description="namespace of browse names written without 'idx:'")
+    object_path: list[str] = Field(["MES"], min_length=1, description="browse path under Objects")
+    object_node_id: str | None = Field(None, description="NodeId of the MES object (instead of object_path)")
+    method: str | None = "ReportResult"
+    nodes: dict[Literal[MES_RESULT_FIELDS], str] = Field(
+        {}, description="result field -> NodeId ('ns=2;s=...') or browse name under the object")
+    timeout_s: float = Field(5.0, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _method_or_nodes(self) -> MesOpcUaConfig:
+        if not self.method and not self.nodes:
+            raise ValueError("set 'method' (e.g. ReportResult) or 'nodes' to write")
+        if self.password_env and not self.username:
+            raise ValueError("password_env needs a username")
+        return self
+
+
+class MesConfig(_Strict):
+    """Where results are written back to the MES; each transport configured is delivered once."""
+
+    rest: MesRestConfig | None = None
+    opcua: MesOpcUaConfig | None = None
+
+    @model_validator(mode="after")
+    def _some_transport(self) -> MesConfig:
+        if self.rest is None and self.opcua is None:
+            raise ValueError("configure 'rest' and/or 'opcua' (or remove the 'mes' section)")
+        return self
+
+
 class LineStationConfig(_Strict):
     schema_version: Literal[1]
     station: StationConfig = StationConfig()
@@ -151,6 +200,7 @@ class LineStationConfig(_Strict):
     detector: DetectorConfig = VariationDetectorConfig(type="variation")
     recipe: RecipeConfig = RecipeConfig()
     calibration: CalibrationConfig = CalibrationConfig()
+    mes: MesConfig | None = None  # no MES write-back unless configured
 
     @model_validator(mode="after")
     def _trigger_supported(self) -> LineStationConfig:
