@@ -140,7 +140,11 @@ class StationRuntime:
         return registry.load_active()
 
     def run(self, count: int | None = None, lot: str | None = None) -> Iterator[InspectionOutcome]:
-        contexts = part_contexts(self.store, lot or self.cfg.station.lot, self.cfg.recipe.name)
+        lot = lot or self.cfg.station.lot
+        seek = getattr(self.camera, "seek", None)
+        if seek is not None:  # a simulated line carries on with new parts after a restart
+            seek(self.store.part_counter(f"{lot}-"))
+        contexts = part_contexts(self.store, lot, self.cfg.recipe.name)
         return self.cycle.run(contexts, count=count)
 
     def close(self) -> None:

@@ -527,6 +527,14 @@ class SimCamera(CameraDriver):
         """
         return [self._render(i, None, None, stream=1)[0] for i in range(start, start + n)]
 
+    def seek(self, index: int) -> None:
+        """Make the next grab render part ``index`` (a restarted demo carries on the sequence
+        instead of replaying the same parts)."""
+        if index < 0:
+            raise CameraConfigError(f"part index must be >= 0, got {index}")
+        with self._lock:
+            self._next_index = int(index)
+
     def render(self, index: int, *, defect: str | None = "auto", fault: str | None = "auto"
                ) -> tuple[np.ndarray, dict]:
         """The ``index``-th part as ``grab`` would produce it, without side effects.
