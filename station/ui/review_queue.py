@@ -128,3 +128,27 @@ def load_detail(store: StationStore, inspection_id: str) -> ReviewDetail:
 
 def _parse_time(text: str | None) -> datetime:
     return parse_iso_utc(text) if text else datetime.min
+
+
+def display_rgb(image: np.ndarray, bit_depth: int | None = None, heatmap: np.ndarray | None = None,
+                alpha: float = 0.45) -> np.ndarray:
+    """An 8-bit RGB picture of a stored image, with the heatmap blended on when given.
+
+    16-bit images are scaled by their significant bits (Mono12 by 4095, not 65535). The
+    heatmap (stored smaller) is stretched to the image and drawn only where it is warm,
+    so the part stays visible around the anomaly.
+    """
+    img = image
+    if img.dtype == np.uint16:
+        top = float((1 << bit_depth) - 1) if bit_depth else float(max(1, int(img.max())))
+        img = np.clip(img.astype(np.float32) * (255.0 / top), 0, 255).astype(np.uint8)
+    rgb = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB) if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if heatmap is None:
+        return np.ascontiguousarray(rgb)
+    h, w = rgb.shape[:2]
+    heat = cv2.resize(heatmap, (w, h), interpolation=cv2.INTER_LINEAR)
+    colour = cv2.cvtColor(cv2.applyColorMap(heat, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    weight = (heat.astype(np.float32) / 255.0 * alpha)[..., None]
+    weight[heat < 32] = 0.0  # cold pixels: leave the part as it is
+    out = rgb.astype(np.float32) * (1.0 - weight) + colour.astype(np.float32) * weight
+    return np.ascontiguousarray(out.astype(np.uint8))

@@ -1,0 +1,120 @@
+"""Fixtures for part B's pages (review, charts, calibration wizard, models panel).
+
+A real station on the simulated camera in a temp dir (calibrated and trained once per
+session, then copied), real users signed in with argon2 hashes, the real task runner,
+notifier and line runner. Every context built here is shut down after the test, and the
+test fails if it left threads behind.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+from station.config import LineStationConfig, parse_config  # noqa: E402
+from station.runtime import StationRuntime  # noqa: E402
+
+SIM = {
+    "schema_version": 1,
+    "station": {"plant": "p1", "line": "l1", "station": "s1", "lot": "LOT-R"},
+    "camera": {"type": "sim", "width": 640, "height": 512, "seed": 5, "defect_rate": 0.0, "timeout_s": 0.5},
+    "detector": {"type": "variation", "train_images": 24},
+    "recipe": {"name": "rv"},
+    "calibration": {"calibration_images": 12},
+}
+PASSWORD = "pin-4321"
+
+
+def sim_config(camera: dict | None = None, **sections: object) -> LineStationConfig:
+    data = yaml.safe_load(yaml.safe_dump(SIM))
+    data["camera"].update(camera or {})
+    data.update(sections)
+    return parse_config(yaml.safe_dump(data), "part-b-test.yaml")
+
+
+@pytest.fixture(scope="session")
+def partb_template(tmp_path_factory) -> Path:
+    """A data dir whose calibration profile and first model were made once for the session."""
+    root = tmp_path_factory.mktemp("partb-template")
+    StationRuntime.open(sim_config(), root, arm=False).close()
+    return root
+
+
+@pytest.fixture
+def partb_station(tmp_path, partb_template) -> Iterator[Callable[..., StationRuntime]]:
+    """``make(camera={...}, arm=False, **sections)``: a station with its own database."""
+    opened: list[StationRuntime] = []
+
+    def make(camera: dict | None = None, arm: bool = False, **sections: object) -> StationRuntime:
+        data_dir = tmp_path / f"data{len(opened)}"
+        for part in ("calibration", "models"):
+            shutil.copytree(partb_template / part, data_dir / part)
+        rt = StationRuntime.open(sim_config(camera, **sections), data_dir, arm=arm)
+        opened.append(rt)
+        return rt
+
+    yield make
+    for rt in opened:
+        rt.close()
+
+
+def inspect_parts(rt: StationRuntime, count: int) -> list:
+    """Run ``count`` real inspections (arms the cycle for them, disarms after)."""
+    rt.cycle.arm()
+    try:
+        return list(rt.run(count=count))
+    finally:
+        rt.cycle.disarm()
+
+
+@pytest.fixture
+def partb_ctx(qtbot) -> Iterator[Callable[..., object]]:
+    """``make(runtime, role)``: a UiContext with a real user of ``role`` signed in."""
+    from station.ui.context import UiContext, UiEvents
+    from station.ui.line_runner import LineRunner
+    from station.ui.notify import Notifier
+    from station.ui.tasks import TaskRunner
+    from station.users import UserDirectory
+
+    before = {t.ident for t in threading.enumerate()}
+    made: list[UiContext] = []
+
+    def make(runtime: StationRuntime, role: str = "supervisor") -> UiContext:
+        users = UserDirectory(runtime.store)
+        if users.needs_first_admin():
+            users.create_first_admin("admin1", PASSWORD)
+        admin = users.sign_in("admin1", PASSWORD)
+        name = f"{role[:4]}{len(made)}x"
+        if role == "admin":
+            session = admin
+        else:
+            users.create_user(name, PASSWORD, role, actor=admin)
+            session = users.sign_in(name, PASSWORD)
+        notifier = Notifier()
+        tasks = TaskRunner(on_unhandled_error=lambda text, exc: notifier.error(text, exc))
+        line = LineRunner(runtime, rate_hz=10.0, thumbnails=False)
+        ctx = UiContext(runtime=runtime, users=users, tasks=tasks, notifier=notifier, line=line,
+                        events=UiEvents(), session=session)
+        made.append(ctx)
+        return ctx
+
+    yield make
+    for ctx in made:
+        ctx.line.close()
+        assert ctx.tasks.shutdown(20_000), "background tasks did not stop"
+    qtbot.wait(10)
+    leaked = [t.name for t in threading.enumerate() if t.ident not in before and t.is_alive()
+              and not t.name.startswith(("Dummy", "QThread"))]
+    assert leaked == [], f"threads left running: {leaked}"
+
+
+def wait_idle(qtbot, ctx, timeout: int = 20_000) -> None:
+    """Wait until the context's task runner has nothing left to deliver."""
+    qtbot.waitUntil(lambda: ctx.tasks.active == 0, timeout=timeout)
