@@ -193,6 +193,33 @@ class MesConfig(_Strict):
         return self
 
 
+REVIEW_DEFECT_CLASSES = ("scratch", "spot", "missing_feature", "contamination", "other")
+
+
+class ReviewConfig(_Strict):
+    """The supervisor review tab: the defect classes offered (digit keys 1-9), per recipe."""
+
+    defect_classes: list[Annotated[str, Field(pattern=r"^[a-z0-9_]{1,64}$")]] = Field(
+        list(REVIEW_DEFECT_CLASSES), min_length=1, max_length=9)
+    recipe_defect_classes: dict[str, list[Annotated[str, Field(pattern=r"^[a-z0-9_]{1,64}$")]]] = Field(
+        {}, description="recipe name -> its own defect classes (else defect_classes)")
+    include_check_capture: bool = Field(False, description="also queue capture faults for review")
+
+    @model_validator(mode="after")
+    def _classes_usable(self) -> ReviewConfig:
+        for where, classes in [("defect_classes", self.defect_classes),
+                               *((f"recipe_defect_classes.{r}", c) for r, c in self.recipe_defect_classes.items())]:
+            if not 1 <= len(classes) <= 9:
+                raise ValueError(f"{where}: between 1 and 9 classes (keys 1-9), got {len(classes)}")
+            if len(set(classes)) != len(classes):
+                raise ValueError(f"{where}: duplicate defect class in {classes}")
+        return self
+
+    def classes_for(self, recipe: str) -> list[str]:
+        """The defect classes a supervisor may choose for parts of ``recipe``."""
+        return list(self.recipe_defect_classes.get(recipe, self.defect_classes))
+
+
 class LineStationConfig(_Strict):
     schema_version: Literal[1]
     station: StationConfig = StationConfig()
@@ -201,6 +228,7 @@ class LineStationConfig(_Strict):
     recipe: RecipeConfig = RecipeConfig()
     calibration: CalibrationConfig = CalibrationConfig()
     mes: MesConfig | None = None  # no MES write-back unless configured
+    review: ReviewConfig = ReviewConfig()
 
     @model_validator(mode="after")
     def _trigger_supported(self) -> LineStationConfig:
