@@ -14,7 +14,7 @@ ADAPTERS = {
     "genicam": {"station/capture/genicam_camera.py"},
     "boto3": {"station/aws_client.py"},
     "botocore": {"station/aws_client.py"},
-    "asyncua": set(),
+    "asyncua": {"cloudsync/sinks/mes_opcua.py"},
     "pydicom": set(),
     "torch": set(),
 }
