@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "station.commands.inspect_cmd",
     "station.commands.config_cmd",
     "station.commands.audit_cmd",
+    "station.commands.ui_cmd",
 )
 
 

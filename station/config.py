@@ -220,6 +220,20 @@ class ReviewConfig(_Strict):
         return list(self.recipe_defect_classes.get(recipe, self.defect_classes))
 
 
+class UiConfig(_Strict):
+    """The station screen (``linestation demo`` / ``run``): sign-in, kiosk, live view."""
+
+    idle_signout_min: float = Field(15.0, gt=0, le=720, description="sign out after this many idle minutes")
+    kiosk: bool = Field(False, description="fullscreen, no window frame (production)")
+    live_view_fps: int = Field(25, ge=1, le=60, description="live image refresh rate")
+    recent_results: int = Field(10, ge=1, le=40, description="results in the strip under the live image")
+    run_rate_hz: float = Field(2.0, gt=0, le=100, description="parts/s when Start runs a software trigger")
+    demo_mode: bool = Field(False, description="offer password-less demo operator/supervisor/technician")
+    sync_stale_s: float = Field(120.0, gt=0, description="sync service counts as down after this silence")
+    disk_warn_gb: float = Field(2.0, ge=0, description="warn when the data disk has less free space")
+    shift_hours: float = Field(8.0, gt=0, le=24, description="shift counters cover this many hours")
+
+
 class LineStationConfig(_Strict):
     schema_version: Literal[1]
     station: StationConfig = StationConfig()
@@ -228,6 +242,7 @@ class LineStationConfig(_Strict):
     recipe: RecipeConfig = RecipeConfig()
     calibration: CalibrationConfig = CalibrationConfig()
     mes: MesConfig | None = None  # no MES write-back unless configured
+    ui: UiConfig = UiConfig()
     review: ReviewConfig = ReviewConfig()
 
     @model_validator(mode="after")

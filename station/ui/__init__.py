@@ -1,0 +1,1 @@
+"""The station screens (PySide6): the only station package that imports Qt."""

@@ -1,0 +1,41 @@
+"""Small image helpers for the screens, run on the line thread (Qt-free)."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+OVERLAY_MAX_SIDE = 640
+OVERLAY_FLOOR = 0.3  # below this heat (0.5 = the model's threshold) nothing is tinted
+THUMB_WIDTH = 192
+
+
+def thumbnail(image: np.ndarray, width: int = THUMB_WIDTH) -> np.ndarray:
+    """A small 8-bit copy for the results strip (made on the line thread, not the GUI's)."""
+    img = image
+    if img.dtype != np.uint8:
+        img = cv2.convertScaleAbs(img, alpha=255.0 / float(np.iinfo(img.dtype).max))
+    h, w = img.shape[:2]
+    size = (width, max(1, round(h * width / w)))
+    return np.ascontiguousarray(cv2.resize(img, size, interpolation=cv2.INTER_AREA))
+
+
+def heat_overlay(heatmap: np.ndarray, max_side: int = OVERLAY_MAX_SIDE) -> np.ndarray:
+    """RGBA (uint8) tint for a 0..1 heatmap: transparent where normal, opaque toward hot.
+
+    Made once per result at most ``max_side`` px and scaled onto the frame when painted.
+    """
+    h = np.asarray(heatmap, dtype=np.float32)
+    side = max(h.shape[:2])
+    if side > max_side:
+        s = max_side / side
+        h = cv2.resize(h, (max(1, round(h.shape[1] * s)), max(1, round(h.shape[0] * s))),
+                       interpolation=cv2.INTER_AREA)
+    u8 = np.clip(h * 255.0, 0, 255).astype(np.uint8)
+    bgr = cv2.applyColorMap(u8, cv2.COLORMAP_INFERNO)
+    rgba = np.empty(u8.shape + (4,), np.uint8)
+    rgba[..., 0] = bgr[..., 2]
+    rgba[..., 1] = bgr[..., 1]
+    rgba[..., 2] = bgr[..., 0]
+    alpha = np.clip((h - OVERLAY_FLOOR) / (1.0 - OVERLAY_FLOOR), 0, 1) * 200.0
+    rgba[..., 3] = alpha.astype(np.uint8)
+    return rgba
