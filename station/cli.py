@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "station.commands.config_cmd",
     "station.commands.audit_cmd",
     "station.commands.ui_cmd",
+    "station.commands.dataset_cmd", "station.commands.train_cmd", "station.commands.evaluate_cmd", "station.commands.deploy_cmd", "station.commands.models_cmd", "station.commands.monitor_cmd", "station.commands.event_cmd",  # noqa: E501
 )
 
 

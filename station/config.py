@@ -102,7 +102,27 @@ class VariationDetectorConfig(_Strict):
     train_images: int = Field(40, ge=10, le=5000, description="good parts used when training on first run")
 
 
-DetectorConfig = Annotated[Union[VariationDetectorConfig], Field(discriminator="type")]
+class SageMakerDetectorConfig(_Strict):
+    """A SageMaker endpoint (Lookout-for-Vision-shaped results) with the local model as fallback."""
+
+    type: Literal["sagemaker"]
+    endpoint_name: str = Field(..., pattern=r"^[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$")
+    region: str = "us-east-1"
+    endpoint_url: str | None = Field(None, description="override, e.g. a local stand-in for tests")
+    content_type: Literal["image/png", "image/jpeg"] = "image/png"
+    connect_timeout_s: float = Field(1.0, gt=0, le=60)
+    read_timeout_s: float = Field(2.0, gt=0, le=120)
+    max_attempts: int = Field(1, ge=1, le=5, description="SDK attempts per image (the line cannot wait long)")
+    fallback: Literal["local", "none"] = Field("local", description="answer with the local model when the endpoint fails")
+    retry_after_s: float = Field(30.0, ge=0, le=3600, description="after a failure, use the fallback this long before trying the endpoint again")
+    model: str = Field("active", description="the local fallback model: a model id or 'active'")
+    downscale: int = Field(2, ge=1, le=8)
+    train_images: int = Field(40, ge=10, le=5000)
+    access_key_env: str | None = None
+    secret_key_env: str | None = None
+
+
+DetectorConfig = Annotated[Union[VariationDetectorConfig, SageMakerDetectorConfig], Field(discriminator="type")]
 
 
 class DecisionConfig(_Strict):
@@ -234,6 +254,48 @@ class UiConfig(_Strict):
     shift_hours: float = Field(8.0, gt=0, le=24, description="shift counters cover this many hours")
 
 
+class GateConfig(_Strict):
+    """What an evaluation must show before ``linestation deploy`` switches to a model."""
+
+    split: Literal["test", "validation"] = "test"
+    min_image_auroc: float = Field(0.9, ge=0, le=1)
+    min_recall: float = Field(0.9, ge=0, le=1)
+    max_false_reject_rate: float = Field(0.1, ge=0, le=1)
+    min_pixel_auroc: float | None = Field(None, ge=0, le=1)
+    max_latency_ms_p99: float | None = Field(None, gt=0)
+    max_regression: float = Field(0.02, ge=0, le=1, description="allowed drop against the active model")
+
+
+class MonitorConfig(_Strict):
+    """Drift monitoring over the most recent inspections (``linestation monitor``)."""
+
+    window: int = Field(200, ge=10, le=100000, description="recent inspections looked at")
+    ewma_lambda: float = Field(0.2, gt=0, le=1)
+    ewma_l: float = Field(3.0, gt=0, le=10)
+    min_points: int = Field(8, ge=2, le=10000)
+    score_psi_alarm: float = Field(0.25, gt=0)
+    score_ks_alarm: float = Field(0.3, gt=0, le=1)
+    min_scores: int = Field(30, ge=5)
+    disagreement_alarm: float = Field(0.2, ge=0, le=1)
+    min_reviews: int = Field(10, ge=1)
+
+
+class RetrainConfig(_Strict):
+    """When ``linestation monitor`` says the model should be retrained."""
+
+    min_new_labels: int = Field(50, ge=1, description="reviewed labels since the active model was made")
+    on_drift: bool = True
+    on_line_event: bool = True
+
+
+class LifecycleConfig(_Strict):
+    gate: GateConfig = GateConfig()
+    monitor: MonitorConfig = MonitorConfig()
+    retrain: RetrainConfig = RetrainConfig()
+    run_shadow: bool = Field(True, description="run the registry's SHADOW model beside the active one")
+    shadow_timeout_s: float = Field(0.5, gt=0, le=60, description="longest the record waits for the shadow result")
+
+
 class LineStationConfig(_Strict):
     schema_version: Literal[1]
     station: StationConfig = StationConfig()
@@ -244,6 +306,7 @@ class LineStationConfig(_Strict):
     mes: MesConfig | None = None  # no MES write-back unless configured
     ui: UiConfig = UiConfig()
     review: ReviewConfig = ReviewConfig()
+    lifecycle: LifecycleConfig = LifecycleConfig()
 
     @model_validator(mode="after")
     def _trigger_supported(self) -> LineStationConfig:
@@ -345,7 +408,7 @@ def _pydantic_path(loc: tuple) -> tuple:
     out = []
     for i, part in enumerate(loc):
         if i > 0 and loc[i - 1] in ("camera", "detector") and isinstance(part, str) and part in (
-            "sim", "replay", "pylon", "genicam", "variation"):
+            "sim", "replay", "pylon", "genicam", "variation", "sagemaker"):
             continue
         out.append(part)
     return tuple(out)

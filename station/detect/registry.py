@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterator, Protocol
 import numpy as np
 
 from station.detect.base import Detector
+from station.detect.patchcore import PatchCoreModel
 from station.detect.variation import VariationModel
 
 try:  # POSIX; on Windows saves are not serialised across processes
@@ -49,7 +50,7 @@ META_FILE = "model.json"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 Loader = Callable[[dict[str, np.ndarray], dict[str, Any]], Detector]
-LOADERS: dict[str, Loader] = {"variation": VariationModel.from_state}
+LOADERS: dict[str, Loader] = {"variation": VariationModel.from_state, "patchcore": PatchCoreModel.from_state}
 
 
 class SavableModel(Protocol):
@@ -249,6 +250,36 @@ class ModelRegistry:
             return
         self.load(model_id)
         self._write_pointer("SHADOW", model_id)
+
+    # ------------------------------------------------------------------ evaluations
+
+    def save_evaluation(self, model_id: str, key: str, evaluation: dict[str, Any]) -> Path:
+        """Store an evaluation of ``model_id`` (on dataset ``key``, e.g. ``"parts@3"``).
+
+        Kept in ``<model>/evaluations/<key>.json`` beside the model; the model's own files
+        are not touched (an evaluation can be redone, the model cannot change).
+        """
+        if not _ID_RE.match(key or "") and not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*@\d+$", key or ""):
+            raise ValueError(f"invalid evaluation key {key!r}")
+        self._read_meta(model_id)
+        d = self._dir(model_id) / "evaluations"
+        d.mkdir(exist_ok=True)
+        tmp = d / f".{key}.{uuid.uuid4().hex[:8]}.tmp"
+        _write_file(tmp, json.dumps(evaluation, indent=2, sort_keys=True).encode())
+        os.replace(tmp, d / f"{key}.json")
+        _fsync_dir(d)
+        return d / f"{key}.json"
+
+    def evaluations(self, model_id: str) -> dict[str, dict[str, Any]]:
+        """Every stored evaluation of ``model_id``, by dataset key (unreadable ones skipped)."""
+        d = self._dir(model_id) / "evaluations"
+        out: dict[str, dict[str, Any]] = {}
+        for p in sorted(d.glob("*.json")) if d.is_dir() else []:
+            try:
+                out[p.stem] = json.loads(p.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+        return out
 
     # ------------------------------------------------------------------ internals
 

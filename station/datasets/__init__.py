@@ -1,0 +1,1 @@
+"""Versioned, immutable image datasets (manifests with content hashes) and their importers."""

@@ -1,0 +1,1 @@
+"""Monitoring at the line: capture drift, score drift, review disagreement, retraining triggers."""
