@@ -16,7 +16,8 @@ ADAPTERS = {
     "botocore": {"station/aws_client.py"},
     "asyncua": {"cloudsync/sinks/mes_opcua.py"},
     "pydicom": set(),
-    "torch": set(),
+    "torch": {"station/detect/export_backbone.py"},  # export step only, never imported by the station
+    "onnxruntime": {"station/detect/onnx_backbone.py"},
 }
 
 
