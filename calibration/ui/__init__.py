@@ -1,0 +1,1 @@
+"""The technician calibration wizard (the only Qt code under calibration/)."""
