@@ -296,6 +296,84 @@ class LifecycleConfig(_Strict):
     shadow_timeout_s: float = Field(0.5, gt=0, le=60, description="longest the record waits for the shadow result")
 
 
+class AwsAccessConfig(_Strict):
+    """How the sync service reaches one AWS service (or a local stand-in); secrets via env names."""
+
+    region: str = "us-east-1"
+    endpoint_url: str | None = Field(None, description="e.g. http://127.0.0.1:8333 for a local S3 server")
+    access_key_id_env: str | None = Field(None, description="environment variable holding the access key id")
+    secret_access_key_env: str | None = Field(None, description="environment variable holding the secret key")
+    connect_timeout_s: float = Field(3.0, gt=0, le=60)
+    read_timeout_s: float = Field(20.0, gt=0, le=600)
+    workers: int = Field(2, ge=1, le=64, description="parallel deliveries to this sink")
+
+    @model_validator(mode="after")
+    def _key_pair(self) -> AwsAccessConfig:
+        if (self.access_key_id_env is None) != (self.secret_access_key_env is None):
+            raise ValueError("set both access_key_id_env and secret_access_key_env, or neither")
+        return self
+
+
+class S3SinkConfig(AwsAccessConfig):
+    """Images and result documents to an S3 bucket."""
+
+    enabled: bool = False
+    bucket: str = Field("", pattern=r"^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    sse: Literal["none", "AES256", "aws:kms"] = "AES256"
+    kms_key_id: str | None = None
+    multipart_threshold_mb: float = Field(8.0, ge=1, le=5120, description="files above go up in parts")
+    multipart_chunk_mb: float = Field(8.0, ge=5, le=5120)
+    workers: int = Field(4, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _bucket_when_enabled(self) -> S3SinkConfig:
+        if self.enabled and not self.bucket:
+            raise ValueError("bucket is required when the s3 sink is enabled")
+        return self
+
+
+class StepFunctionsSinkConfig(AwsAccessConfig):
+    """One workflow execution per inspection (execution name = inspection id)."""
+
+    enabled: bool = False
+    state_machine_arn: str = Field("", pattern=r"^$|^arn:aws[a-z-]*:states:")
+
+    @model_validator(mode="after")
+    def _arn_when_enabled(self) -> StepFunctionsSinkConfig:
+        if self.enabled and not self.state_machine_arn:
+            raise ValueError("state_machine_arn is required when the stepfunctions sink is enabled")
+        return self
+
+
+class SnsSinkConfig(AwsAccessConfig):
+    """Alerts (reject / review / check capture) to an SNS topic, routed by message attributes."""
+
+    enabled: bool = False
+    topic_arn: str = Field("", pattern=r"^$|^arn:aws[a-z-]*:sns:")
+
+    @model_validator(mode="after")
+    def _arn_when_enabled(self) -> SnsSinkConfig:
+        if self.enabled and not self.topic_arn:
+            raise ValueError("topic_arn is required when the sns sink is enabled")
+        return self
+
+
+class SyncConfig(_Strict):
+    """The background sync service (``linestation sync``). Default: queue only, no sinks."""
+
+    s3: S3SinkConfig = S3SinkConfig()
+    stepfunctions: StepFunctionsSinkConfig = StepFunctionsSinkConfig()
+    sns: SnsSinkConfig = SnsSinkConfig()
+    bandwidth_bytes_per_s: int | None = Field(None, ge=1024, description="upload cap over all sinks (None: no cap)")
+    backoff_base_s: float = Field(1.0, gt=0, le=3600)
+    backoff_max_s: float = Field(300.0, gt=0, le=86400)
+    lease_s: float = Field(300.0, ge=5, le=86400, description="a claimed row goes back to pending after this")
+    poll_interval_s: float = Field(1.0, gt=0, le=60, description="how often an idle sink looks for new rows")
+    offline_after_failures: int = Field(3, ge=1, le=1000, description="consecutive failures before a sink is offline")
+    probe_interval_s: float = Field(5.0, gt=0, le=3600, description="how often an offline sink is probed")
+    min_free_disk_mb: float = Field(1024.0, ge=0, description="the station stops accepting parts below this")
+
+
 class LineStationConfig(_Strict):
     schema_version: Literal[1]
     station: StationConfig = StationConfig()
@@ -304,6 +382,7 @@ class LineStationConfig(_Strict):
     recipe: RecipeConfig = RecipeConfig()
     calibration: CalibrationConfig = CalibrationConfig()
     mes: MesConfig | None = None  # no MES write-back unless configured
+    sync: SyncConfig = SyncConfig()  # queue only until sinks are enabled
     ui: UiConfig = UiConfig()
     review: ReviewConfig = ReviewConfig()
     lifecycle: LifecycleConfig = LifecycleConfig()
