@@ -89,7 +89,7 @@ class QtMainWindow(QMainWindow):
         self._idle_timer.setInterval(min(1000, max(50, int(ctx.ui_cfg.idle_signout_min * 60_000 / 10))))
         self._idle_timer.timeout.connect(self._check_idle)
         self._idle_timer.start()
-        self._show_entry_screen()
+        self.show_entry_screen()
 
     # --- the page registry ----------------------------------------------------------------
     def register_page(self, title: str, factory: Callable[[UiContext], QWidget], permission: str,
@@ -147,7 +147,7 @@ class QtMainWindow(QMainWindow):
         lay.addLayout(top)
         lay.addWidget(self.tabs, 1)
 
-    def _show_entry_screen(self) -> None:
+    def show_entry_screen(self) -> None:
         if self.ctx.users.needs_first_admin():
             self._stack.setCurrentWidget(self.first_run)
         else:
@@ -206,7 +206,7 @@ class QtMainWindow(QMainWindow):
             self.ctx.notifier.error("Sign-out could not be recorded", exc)
         self.ctx.events.session_changed.emit(None)
         if not self._closed:
-            self._show_entry_screen()
+            self.show_entry_screen()
 
     def _check_idle(self) -> None:
         if self.ctx.session is None:
