@@ -18,7 +18,8 @@ from station.capture.base import CameraDriver, PartContext
 from station.capture.factory import make_camera, trigger_mode
 from station.config import LineStationConfig
 from station.detect.base import Detector
-from station.detect.registry import ModelRegistry
+from station.detect.registry import ModelRegistry, ModelStoreError
+from station.detect.sagemaker_detector import from_config as sagemaker_from_config
 from station.inspect.bootstrap import ensure_profile, train_first_model
 from station.inspect.cycle import CycleContext, InspectionCycle, InspectionOutcome
 from station.inspect.decide import Decision, DecisionPolicy
@@ -116,6 +117,7 @@ class StationRuntime:
                 CycleContext(station=st.station, recipe=cfg.recipe.name, config_hash=cfg.config_hash(),
                              roi=profile.roi),
                 trigger_mode=trigger_mode(cfg.camera), capture_timeout_s=cfg.camera.timeout_s,
+                shadow=cls._load_shadow(cfg, data_dir, detector), shadow_timeout_s=cfg.lifecycle.shadow_timeout_s,
             )
             runtime = cls(cfg, data_dir, store, camera, ProfileSpecChecker(profile), detector, cycle)
             if arm:
@@ -132,12 +134,29 @@ class StationRuntime:
                        progress: Progress) -> Detector:
         registry = ModelRegistry(data_dir / "models")
         wanted = cfg.detector.model
+        if cfg.detector.type == "sagemaker" and cfg.detector.fallback == "none":
+            return sagemaker_from_config(cfg.detector, None)
         if wanted != "active":
-            return registry.load(wanted)
-        if registry.active() is None:
-            train_first_model(registry, camera, profile, count=cfg.detector.train_images,
-                              downscale=cfg.detector.downscale, progress=progress)
-        return registry.load_active()
+            local = registry.load(wanted)
+        else:
+            if registry.active() is None:
+                train_first_model(registry, camera, profile, count=cfg.detector.train_images,
+                                  downscale=cfg.detector.downscale, progress=progress)
+            local = registry.load_active()
+        return sagemaker_from_config(cfg.detector, local) if cfg.detector.type == "sagemaker" else local
+
+    @staticmethod
+    def _load_shadow(cfg: LineStationConfig, data_dir: Path, active: Detector) -> Detector | None:
+        """The registry's SHADOW model, if any; a shadow that cannot load never stops the line."""
+        registry = ModelRegistry(data_dir / "models")
+        shadow_id = registry.shadow() if cfg.lifecycle.run_shadow else None
+        if shadow_id is None or shadow_id == active.model_id:
+            return None
+        try:
+            return registry.load(shadow_id)
+        except ModelStoreError as exc:
+            log.warning("shadow model %s not run: %s", shadow_id, exc)
+            return None
 
     def run(self, count: int | None = None, lot: str | None = None) -> Iterator[InspectionOutcome]:
         lot = lot or self.cfg.station.lot
@@ -156,6 +175,8 @@ class StationRuntime:
                     log.exception("disarm failed while closing")
             self.camera.close()
         finally:
+            if self.cycle.shadow is not None:
+                self.cycle.shadow.close()
             self.store.close()
 
 

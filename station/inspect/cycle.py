@@ -36,6 +36,7 @@ from station.capture.base import (
 )
 from station.detect.base import DetectionResult, Detector
 from station.inspect.decide import Decision, DecisionPolicy
+from station.inspect.shadow import ShadowRunner
 from station.inspect.states import CycleState, check_transition
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,8 @@ class InspectionCycle:
         trigger_mode: TriggerMode = TriggerMode.SOFTWARE,
         capture_timeout_s: float = 1.0,
         reconnect_attempts: int = 1,
+        shadow: Detector | None = None,
+        shadow_timeout_s: float = 0.5,
     ) -> None:
         self.camera = camera
         self.checker = checker
@@ -170,6 +173,7 @@ class InspectionCycle:
         self.fault_reason: str | None = None
         self._state_listeners: list[StateListener] = []
         self._inspection_listeners: list[InspectionListener] = []
+        self.shadow = ShadowRunner(shadow, shadow_timeout_s) if shadow is not None else None
 
     # --- listeners ----------------------------------------------------------------------
     def add_state_listener(self, fn: StateListener) -> None:
@@ -386,8 +390,13 @@ class InspectionCycle:
 
     def _detect(self, out: InspectionOutcome) -> None:
         t0 = time.perf_counter()
+        pending = self.shadow.start(out.frame.image, self.context.roi, out.alignment) if self.shadow else None
         out.detection = self.detector.detect(
             out.frame.image, roi=self.context.roi, alignment=out.alignment)
+        if self.shadow is not None:
+            # Recorded beside the active result, never acted on (the decision reads only
+            # the active model's fields).
+            out.detection.extra["shadow"] = self.shadow.finish(pending, out.detection)
         out.timings_ms["detect"] = _ms(t0)
 
     def _decide(self, out: InspectionOutcome) -> tuple[Decision, str]:
