@@ -48,8 +48,8 @@ PAGES: list[PageSpec] = [
     # --- part B's pages go here (supervisor review, calibration wizard, models) ---------
     PageSpec("Review", _optional("station.ui.review", "QtReviewPage"), "review", "review"),
     PageSpec("Charts", _optional("station.ui.charts", "QtChartsPage"), "review", "charts"),
-    # PageSpec("Calibration", _optional("calibration.ui.wizard", "QtCalibrationWizard"), "calibrate", "calibration"),
-    # PageSpec("Models", _optional("station.ui.models_panel", "QtModelsPanel"), "models", "models"),
+    PageSpec("Calibration", _optional("calibration.ui.wizard", "QtCalibrationWizard"), "calibrate", "calibration"),
+    PageSpec("Models", _optional("station.ui.models_panel", "QtModelsPanel"), "models", "models"),
     # ---------------------------------------------------------------------------------
     PageSpec("Health", _health, "view", "health"),
 ]
