@@ -12,7 +12,9 @@ ADAPTERS = {
     "pypylon": {"station/capture/pylon_camera.py"},
     "harvesters": {"station/capture/genicam_camera.py"},
     "genicam": {"station/capture/genicam_camera.py"},
-    "boto3": {"station/aws_client.py"},
+    "boto3": {"station/aws_client.py",
+              # Lambda handlers run in AWS, where boto3 is the runtime's own SDK
+              "cloudsync/cloud/lambdas/hold_part.py", "cloudsync/cloud/lambdas/mes_writeback.py"},
     "botocore": {"station/aws_client.py"},
     "asyncua": {"cloudsync/sinks/mes_opcua.py"},
     "pydicom": set(),

@@ -1,0 +1,1 @@
+"""The cloud side of LineStation: CloudFormation template, Step Functions ASL, Lambda handlers."""
