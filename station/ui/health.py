@@ -132,6 +132,8 @@ class QtHealthPage(QWidget, _HealthPoller):
             self.grid.addWidget(title, row, 0)
             self.grid.addWidget(value, row, 1)
             self.labels[key] = value
+        self.grid.setColumnMinimumWidth(0, 220)
+        self.grid.setColumnStretch(1, 1)
         root.addWidget(panel)
         self.sinks = QLabel("")
         self.sinks.setWordWrap(True)

@@ -38,4 +38,14 @@ def heat_overlay(heatmap: np.ndarray, max_side: int = OVERLAY_MAX_SIDE) -> np.nd
     rgba[..., 2] = bgr[..., 0]
     alpha = np.clip((h - OVERLAY_FLOOR) / (1.0 - OVERLAY_FLOOR), 0, 1) * 200.0
     rgba[..., 3] = alpha.astype(np.uint8)
+    # a white ring round what the model calls anomalous (0.5 = its threshold): a small
+    # defect stays visible from two metres, and the ring needs no colour vision
+    hot = (h >= 0.5).astype(np.uint8)
+    if hot.any():
+        pad = max(3, round(max(h.shape) / 60))  # ring drawn clear of the defect, not on it
+        hot = cv2.dilate(hot, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pad + 1, 2 * pad + 1)))
+        contours, _ = cv2.findContours(hot, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        ring = max(2, round(max(h.shape) / 160))
+        cv2.drawContours(rgba, contours, -1, (255, 255, 255, 255), ring + 2)
+        cv2.drawContours(rgba, contours, -1, (0, 0, 0, 255), max(1, ring // 2))
     return rgba

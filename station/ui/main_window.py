@@ -36,6 +36,8 @@ from station.users import PermissionDenied, Session
 
 log = logging.getLogger(__name__)
 
+NOTICE_SHOWN_MS = {"info": 8_000, "warning": 15_000, "error": 60_000, "alarm": 30_000}
+
 _INPUT_EVENTS = frozenset({
     QEvent.Type.MouseButtonPress, QEvent.Type.MouseMove, QEvent.Type.KeyPress,
     QEvent.Type.TouchBegin, QEvent.Type.TouchUpdate, QEvent.Type.Wheel,
@@ -89,6 +91,9 @@ class QtMainWindow(QMainWindow):
         self._idle_timer.setInterval(min(1000, max(50, int(ctx.ui_cfg.idle_signout_min * 60_000 / 10))))
         self._idle_timer.timeout.connect(self._check_idle)
         self._idle_timer.start()
+        self._notice_timer = QTimer(self)
+        self._notice_timer.setSingleShot(True)
+        self._notice_timer.timeout.connect(self._clear_notice)
         self.show_entry_screen()
 
     # --- the page registry ----------------------------------------------------------------
@@ -219,6 +224,12 @@ class QtMainWindow(QMainWindow):
     def _show_notice(self, notice: Notice) -> None:
         self.notice_label.setText(notice.text)
         self.notice_label.setStyleSheet(NOTICE_STYLE[notice.level])
+        # the strip is for what is happening now; the log and the audit keep the history
+        self._notice_timer.start(NOTICE_SHOWN_MS[notice.level])
+
+    def _clear_notice(self) -> None:
+        self.notice_label.setText("")
+        self.notice_label.setStyleSheet(NOTICE_STYLE["info"])
 
     # --- closing --------------------------------------------------------------------------
     def shutdown(self) -> None:
@@ -227,6 +238,7 @@ class QtMainWindow(QMainWindow):
             return
         self._closed = True
         self._idle_timer.stop()
+        self._notice_timer.stop()
         app = QApplication.instance()
         if app is not None:
             app.removeEventFilter(self._watcher)

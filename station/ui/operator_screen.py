@@ -169,7 +169,7 @@ class QtOperatorScreen(QWidget):
         det = out.detection
         decision = out.decision.value
         score = f"score {det.score:.3f} / threshold {det.threshold:.3f}" if det is not None else ""
-        self.banner.show_verdict(decision, out.reason if decision != "pass" else "", item.seq)
+        self.banner.show_verdict(decision, seq=item.seq)  # the why is in the part panel
         self.latency_ms.append((time.perf_counter() - item.committed_at) * 1000.0)
         del self.latency_ms[:-10_000]
         self.part.show_part(out.context.part_id, out.context.lot, out.context.recipe or out.cycle.recipe,

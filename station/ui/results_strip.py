@@ -10,6 +10,7 @@ from station.ui.live_view import qimage_of
 from station.ui.theme import VERDICTS
 
 _SYMBOL = {"pass": "✓", "reject": "✗", "review": "?", "check_capture": "!"}
+_WORD = {"pass": "PASS", "reject": "DEFECT", "review": "REVIEW", "check_capture": "CHECK"}
 
 
 class _Tile(QFrame):
@@ -36,7 +37,7 @@ class _Tile(QFrame):
     def fill(self, decision: str, part_id: str, thumb: np.ndarray | None) -> None:
         st = VERDICTS[decision]
         self.decision = decision
-        self.verdict.setText(f"{_SYMBOL[decision]} {st.text}")
+        self.verdict.setText(f"{_SYMBOL[decision]} {_WORD[decision]}")
         self.verdict.setStyleSheet(f"background: {st.bg}; color: {st.fg}; font-size: 17px; font-weight: bold;")
         self.part.setText(part_id[-10:])
         if thumb is not None:

@@ -30,7 +30,7 @@ VERDICTS: dict[str, VerdictStyle] = {
     "reject": VerdictStyle("DEFECT", "octagon", "cross", "#D55E00", "#ffffff", "reject the part"),
     "review": VerdictStyle("REVIEW", "diamond", "question", "#F0E442", "#111111", "hold for the supervisor"),
     "check_capture": VerdictStyle("CHECK CAPTURE", "triangle", "bang", "#56B4E9", "#111111",
-                                  "re-seat the part / check the light"),
+                                  "check the part and the light"),
     "idle": VerdictStyle("READY", "square", "dash", "#3a3f48", "#f2f2f2", "waiting for the first part"),
 }
 

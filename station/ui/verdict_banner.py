@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPen, QPolygonF
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPainterPath, QPen, QPolygonF
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from station.ui.theme import VERDICTS, VerdictStyle
@@ -64,7 +64,7 @@ def _draw_mark(p: QPainter, mark: str, r: QRectF, colour: QColor) -> None:
 
 
 class QtVerdictBanner(QWidget):
-    """Shows one verdict: icon, word and a line of detail."""
+    """Shows one verdict: icon, word and what the operator does about it."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -106,10 +106,14 @@ class QtVerdictBanner(QWidget):
         p.drawPath(_shape_path(st.shape, icon))
         _draw_mark(p, st.mark, icon, fg)
         text_left = icon.right() + 28
+        room = self.width() - text_left - 20
         f = QFont()
         f.setBold(True)
-        size = int(h * 0.42) if len(st.text) <= 8 else int(h * 0.30)
+        size = int(h * 0.42)
         f.setPixelSize(size)
+        while size > 24 and QFontMetrics(f).horizontalAdvance(st.text) > room:
+            size -= 4  # the word must fit whole: never clip a verdict
+            f.setPixelSize(size)
         p.setFont(f)
         p.setPen(fg)
         p.drawText(QRectF(text_left, 0, self.width() - text_left - 16, h * 0.68),
@@ -117,6 +121,7 @@ class QtVerdictBanner(QWidget):
         f2 = QFont()
         f2.setPixelSize(max(18, int(h * 0.12)))
         p.setFont(f2)
-        p.drawText(QRectF(text_left, h * 0.70, self.width() - text_left - 16, h * 0.26),
-                   int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop), self.detail)
+        detail = QFontMetrics(f2).elidedText(self.detail, Qt.TextElideMode.ElideRight, int(room))
+        p.drawText(QRectF(text_left, h * 0.70, room, h * 0.26),
+                   int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop), detail)
         p.end()
