@@ -122,13 +122,8 @@ class S3Server:
     def endpoint_url(self) -> str:
         return f"http://{HOST}:{self.s3_port}"
 
-    def start(self) -> S3Server:
-        self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / "data").mkdir(exist_ok=True)
-        cfg = self.root / "s3.json"
-        cfg.write_text(json.dumps({"identities": [{
-            "name": "station", "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+    def reserve_ports(self) -> S3Server:
+        """Pick the ports now (the endpoint URL is known before the server is up)."""
         if not self.ports:
             # weed derives gRPC ports as http port + 10000 in places; keep them in range and free.
             while True:
@@ -136,6 +131,16 @@ class S3Server:
                 if all(not port_open(p + 10000) for p in ports):
                     break
             self.ports = ports
+        return self
+
+    def start(self) -> S3Server:
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "data").mkdir(exist_ok=True)
+        cfg = self.root / "s3.json"
+        cfg.write_text(json.dumps({"identities": [{
+            "name": "station", "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+        self.reserve_ports()
         p = self.ports
         argv = [str(BIN / "weed"), "mini", f"-dir={self.root / 'data'}", f"-ip={HOST}", f"-ip.bind={HOST}",
                 "-master.telemetry=false", f"-master.port={p[0]}", f"-master.port.grpc={p[1]}",

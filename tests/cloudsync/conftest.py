@@ -7,12 +7,16 @@ and state machine, so counts are the test's alone (helpers: ``sync_helpers.py``)
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
-from sync_helpers import AwsRig, make_rig, next_name
+from sync_helpers import AwsRig, make_rig, next_name, sync_config
 
 from servers import MotoServer, S3Server, start_moto, start_s3
+
+from station.runtime import StationRuntime
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +43,29 @@ def bucket(s3_server) -> str:
     name = f"ls-{next_name()}-{os.getpid()}"
     s3_server.client().create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture(scope="session")
+def station_template(tmp_path_factory) -> Path:
+    """A data dir whose calibration and model were bootstrapped once (sim camera)."""
+    root = tmp_path_factory.mktemp("station-template")
+    StationRuntime.open(sync_config(), root, arm=False).close()
+    return root
+
+
+@pytest.fixture
+def make_station(station_template) -> Iterator[Callable[..., StationRuntime]]:
+    """Open a station on the simulated camera in ``data_dir`` (model and calibration copied)."""
+    opened: list[StationRuntime] = []
+
+    def make(data_dir: Path, cfg=None) -> StationRuntime:
+        if not (data_dir / "models").exists():
+            for part in ("calibration", "models"):
+                shutil.copytree(station_template / part, data_dir / part)
+        rt = StationRuntime.open(cfg or sync_config(), data_dir)
+        opened.append(rt)
+        return rt
+
+    yield make
+    for rt in opened:
+        rt.close()

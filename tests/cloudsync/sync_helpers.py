@@ -88,7 +88,7 @@ def make_rig(moto: MotoServer) -> AwsRig:
 
 
 def sync_config(*, s3: dict | None = None, sns: dict | None = None, stepfunctions: dict | None = None,
-                **sync: Any) -> LineStationConfig:
+                camera: dict | None = None, **sync: Any) -> LineStationConfig:
     data = {"schema_version": 1, "station": {"plant": "p1", "line": "l1", "station": "s1", "lot": "LOT-T"},
             "camera": {"type": "sim", "width": 640, "height": 512, "seed": 11, "defect_rate": 0.0,
                        "timeout_s": 0.5},
@@ -96,6 +96,7 @@ def sync_config(*, s3: dict | None = None, sns: dict | None = None, stepfunction
             "calibration": {"calibration_images": 16},
             "sync": {"backoff_base_s": 0.05, "backoff_max_s": 0.5, "poll_interval_s": 0.05,
                      "probe_interval_s": 0.2, **sync}}
+    data["camera"].update(camera or {})
     for name, section in (("s3", s3), ("sns", sns), ("stepfunctions", stepfunctions)):
         if section is not None:
             data["sync"][name] = {"enabled": True, "connect_timeout_s": 1.0, "read_timeout_s": 10.0, **section}
@@ -103,14 +104,15 @@ def sync_config(*, s3: dict | None = None, sns: dict | None = None, stepfunction
 
 
 def full_config(s3: S3Server, bucket: str, rig: AwsRig, *, s3_url: str | None = None,
-                moto_url: str | None = None, secret_env: str = "LS_TEST_S3_SECRET", **sync: Any) -> LineStationConfig:
+                moto_url: str | None = None, sns_url: str | None = None, secret_env: str = "LS_TEST_S3_SECRET",
+                **sync: Any) -> LineStationConfig:
     s3.client()  # exports the S3 credentials' environment variables
     moto = {"endpoint_url": moto_url or rig.moto.endpoint_url, "access_key_id_env": "LS_TEST_MOTO_KEY",
             "secret_access_key_env": "LS_TEST_MOTO_SECRET"}
     return sync_config(
         s3={"endpoint_url": s3_url or s3.endpoint_url, "bucket": bucket, "access_key_id_env": "LS_TEST_S3_KEY",
             "secret_access_key_env": secret_env, "workers": 4},
-        sns={**moto, "topic_arn": rig.topic_arn},
+        sns={**moto, "topic_arn": rig.topic_arn, **({"endpoint_url": sns_url} if sns_url else {})},
         stepfunctions={**moto, "state_machine_arn": rig.state_machine_arn},
         **sync)
 
