@@ -125,8 +125,7 @@ def train_from_dataset(store: DatasetStore, dataset: Dataset, registry: ModelReg
     validation = dataset.split("validation")
     progress("choosing threshold", 0, len(validation))
     choice = choose_threshold(model, store, validation)
-    if choice.source == "validation":
-        model = with_threshold(model, choice.value, choice)
+    model = with_threshold(model, choice.value, choice)  # records the choice even when the value stays
     progress("choosing threshold", len(validation), len(validation))
     info = dataset.info
     lineage = {
