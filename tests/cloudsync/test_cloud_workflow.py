@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
+from mes_servers import TOKEN, MesHttpServer
 from moto.server import ThreadedMotoServer
 
 from cloudsync.cloud.lambdas import hold_part, mes_writeback
 from station.aws_client import AwsEndpoint, client
-from tests.cloudsync.test_mes_rest import TOKEN, MesHttpServer
 
 CLOUD = Path(__file__).resolve().parents[2] / "cloudsync" / "cloud"
 REGION = "us-east-1"

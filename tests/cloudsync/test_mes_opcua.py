@@ -1,17 +1,11 @@
-"""MES OPC UA write-back against a real asyncua server on 127.0.0.1 (started here)."""
+"""MES OPC UA write-back against a real asyncua server on 127.0.0.1 (mes_servers.MesOpcUaServer)."""
 from __future__ import annotations
 
-import asyncio
-import json
-import socket
-import threading
 import time
-from datetime import datetime
 
 import pytest
-from asyncua import Server, ua
-from asyncua.common.methods import uamethod
-from asyncua.server.user_managers import User, UserManager, UserRole
+from asyncua import ua
+from mes_servers import NS, TOKEN, MesHttpServer, MesOpcUaServer
 from sqlalchemy import select
 
 from cloudsync.sinks.base import DeliveryError, OutboxItem
@@ -20,99 +14,6 @@ from cloudsync.sinks.mes_opcua import OpcUaTransport
 from station.config import MesConfig, MesOpcUaConfig, MesRestConfig
 from station.store.db import DB_FILENAME, make_engine, upgrade
 from station.store.schema import MesDelivery
-
-NS = "urn:linestation:test-mes"
-DISPOSITIONS = {"OK": "accept", "NotOK": "scrap", "NotDecidable": "hold"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class _Users(UserManager):
-    def get_user(self, iserver, username=None, password=None, certificate=None):
-        if username is None:
-            return User(role=UserRole.User)  # anonymous sessions allowed for the method tests
-        return User(role=UserRole.User) if (username, password) == ("station", "pw-for-tests") else None
-
-
-class MesOpcUaServer:
-    """A MES object with the result variables (ResultId, PartId, State, Verdict, VerdictCode,
-    Timestamp) and a ReportResult method that records calls, dedupes on ResultId and
-    returns a disposition (JSON text) plus an "already reported" flag."""
-
-    def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.calls: list[dict] = []  # every ReportResult call
-        self.booked: dict[str, str] = {}  # ResultId -> disposition, first call only
-        self.fail_with: int | None = None  # status code the next call answers
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        self._call(self._start())
-
-    @property
-    def endpoint(self) -> str:
-        return f"opc.tcp://127.0.0.1:{self.port}/mes"
-
-    def _call(self, coro, timeout: float = 15):
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
-
-    async def _start(self) -> None:
-        server = Server(user_manager=_Users())
-        await server.init()
-        server.set_endpoint(self.endpoint)
-        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
-        idx = await server.register_namespace(NS)
-        mes = await server.nodes.objects.add_object(idx, "MES")
-        self.vars = {}
-        for name, value, vtype in (("ResultId", "", ua.VariantType.String), ("PartId", "", ua.VariantType.String),
-                                   ("State", 0, ua.VariantType.Int32), ("Verdict", "", ua.VariantType.String),
-                                   ("VerdictCode", 0, ua.VariantType.Int32),
-                                   ("Timestamp", datetime(2000, 1, 1), ua.VariantType.DateTime)):
-            var = await mes.add_variable(idx, name, ua.Variant(value, vtype))
-            await var.set_writable()
-            self.vars[name] = var
-
-        def arg(name: str, type_id: int) -> ua.Argument:
-            a = ua.Argument()
-            a.Name, a.DataType, a.ValueRank = name, ua.NodeId(type_id), -1
-            return a
-
-        @uamethod
-        def report_result(parent, result_id, part_id, state, verdict, timestamp):
-            self.calls.append({"ResultId": result_id, "PartId": part_id, "State": state,
-                               "Verdict": verdict, "Timestamp": timestamp})
-            if self.fail_with is not None:
-                code, self.fail_with = self.fail_with, None
-                return ua.StatusCode(code)  # how an asyncua method answers with a Bad status
-            if result_id in self.booked:
-                return self.booked[result_id], True
-            disposition = json.dumps({"action": DISPOSITIONS[verdict], "part_id": part_id})
-            self.booked[result_id] = disposition
-            return disposition, False
-
-        ids = ua.ObjectIds
-        await mes.add_method(
-            idx, "ReportResult", report_result,
-            [arg("ResultId", ids.String), arg("PartId", ids.String), arg("State", ids.Int32),
-             arg("Verdict", ids.String), arg("Timestamp", ids.DateTime)],
-            [arg("Disposition", ids.String), arg("AlreadyReported", ids.Boolean)])
-        await server.start()
-        self.server = server
-
-    def read(self, name: str):
-        return self._call(self.vars[name].read_value())
-
-    def stop(self) -> None:
-        try:
-            self._call(self.server.stop())
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=5)
-            self._loop.close()
 
 
 @pytest.fixture(scope="module")
@@ -273,8 +174,6 @@ def test_server_down_then_up_reconnects(tmp_path, engine):
 
 
 def test_rest_and_opcua_fan_out_resend_only_the_failed_transport(tmp_path, engine, mes_ua, monkeypatch):
-    from tests.cloudsync.test_mes_rest import TOKEN, MesHttpServer
-
     http = MesHttpServer()
     http.fail_next = [(503, {})]
     cfg = MesConfig(rest=MesRestConfig(url=http.url, auth_header="X-Api-Key", auth_secret_env="LS_TEST_TOKEN2",

@@ -1,12 +1,10 @@
-"""MES REST write-back against a real HTTP server on 127.0.0.1 (started here, per test)."""
+"""MES REST write-back against a real HTTP server on 127.0.0.1 (mes_servers.MesHttpServer, one per test)."""
 from __future__ import annotations
 
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from mes_servers import TOKEN, MesHttpServer
 from sqlalchemy import select
 
 from cloudsync.sinks.base import DeliveryError, OutboxItem
@@ -15,84 +13,6 @@ from cloudsync.sinks.mes_rest import RestTransport
 from station.config import MesConfig, MesRestConfig
 from station.store.db import DB_FILENAME, make_engine, upgrade
 from station.store.schema import MesDelivery
-
-TOKEN = "Bearer s3cr3t-for-tests"
-DISPOSITIONS = {"OK": "accept", "NotOK": "scrap", "NotDecidable": "hold"}
-
-
-class MesHttpServer:
-    """A small MES: records accepted posts, refuses repeated idempotency keys with 409,
-    checks the auth header, and can be told to fail (status queue) or answer slowly."""
-
-    def __init__(self, port: int = 0) -> None:
-        self.posts: list[dict] = []  # accepted (processed) results, in order
-        self.requests = 0  # every request that reached the server
-        self.fail_next: list[tuple[int, dict]] = []  # (status, extra headers) answered before processing
-        self.delay_s = 0.0
-        self.token = TOKEN
-        self._seen: dict[str, object] = {}
-        self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self._httpd.daemon_threads = True
-        self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api/results"
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
-
-    def _handler(self):
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:  # keep pytest output clean
-                pass
-
-            def _answer(self, status: int, body: dict, headers: dict | None = None) -> None:
-                raw = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(raw)
-
-            def do_HEAD(self) -> None:
-                self.send_response(204)
-                self.end_headers()
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with server._lock:
-                    server.requests += 1
-                    failure = server.fail_next.pop(0) if server.fail_next else None
-                if failure:
-                    status, headers = failure
-                    return self._answer(status, {"message": f"injected failure {status}"}, headers)
-                if self.headers.get("X-Api-Key") != server.token:
-                    return self._answer(401, {"message": "invalid API key"})
-                key = self.headers.get("Idempotency-Key")
-                if not key or key != body.get("message_id"):
-                    return self._answer(400, {"message": "Idempotency-Key header missing or not the message id"})
-                time.sleep(server.delay_s)  # processed only after the delay: a slow MES still books it
-                with server._lock:
-                    if key in server._seen:
-                        return self._answer(409, {"message": "already processed",
-                                                  "disposition": server._seen[key]})
-                    disposition = {"action": DISPOSITIONS[body["verdict"]], "part_id": body["part_id"]}
-                    server._seen[key] = disposition
-                    server.posts.append(body)
-                self._answer(201, {"disposition": disposition})
-
-        return Handler
 
 
 @pytest.fixture
