@@ -10,17 +10,21 @@ an ``Idempotency-Key`` (a repeat answers 409) and the OPC UA ``ResultId`` is the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.dialects.sqlite import insert
 
+from cloudsync.registry import SinkContext, register_sink
 from cloudsync.sinks.base import Delivered, DeliveryError, OutboxItem, Sink
 from cloudsync.sinks.mes_result import MesTransport
 from station.config import MesConfig
 from station.store.db import DB_FILENAME, make_engine
 from station.store.jsonutil import iso_utc
 from station.store.schema import MesDelivery
+
+if TYPE_CHECKING:
+    from station.config import LineStationConfig
 
 
 
@@ -132,3 +136,9 @@ def _combined(failures: list[tuple[str, DeliveryError]], outcome: dict[str, Any]
     retryable = any(exc.retryable for _, exc in failures)
     waits = [exc.retry_after_s for _, exc in failures if exc.retryable and exc.retry_after_s is not None]
     return DeliveryError(text, retryable=retryable, retry_after_s=max(waits) if waits else None)
+
+
+@register_sink("mes")
+def build(cfg: LineStationConfig, data_dir: Path, ctx: SinkContext) -> MesSink | None:
+    """The MES sink when the config has a ``mes`` section (else MES rows stay queued)."""
+    return None if cfg.mes is None else MesSink(data_dir, cfg.mes)
