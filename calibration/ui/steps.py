@@ -117,6 +117,13 @@ class QtExposureStep(QWidget):
         lay.addWidget(_title("2  Exposure, gain and focus"))
         lay.addLayout(body, 1)
 
+    def dispose(self) -> None:
+        """Free the histogram's context menus (pyqtgraph makes them parentless)."""
+        item = self.hist.getPlotItem()
+        for menu in (item.ctrlMenu, item.vb.menu if item.vb is not None else None):
+            if menu is not None:
+                menu.deleteLater()
+
     def show_stats(self, s: LiveStats) -> None:
         edges = np.linspace(0.0, 1.0, s.histogram.size + 1)
         self.hist_curve.setData(edges, s.histogram)

@@ -423,7 +423,10 @@ class QtCalibrationWizard(QWidget):
     # --- closing ---------------------------------------------------------------------
     def close_page(self) -> None:
         """Stop the live view, cancel work and release the camera (sign-out, close)."""
+        if self._closed:
+            return
         self._closed = True
+        self.exposure_step.dispose()
         self._live.stop()
         if self._task is not None:
             self._task.cancel()

@@ -64,6 +64,15 @@ def _plot(title: str, left: str, bottom: str) -> pg.PlotWidget:
     return w
 
 
+def dispose_plot(plot: pg.PlotWidget) -> None:
+    """Free a plot's context menus: pyqtgraph makes them parentless, so deleting the plot
+    alone would leave them behind on every sign-in / sign-out."""
+    item = plot.getPlotItem()
+    for menu in (item.ctrlMenu, item.vb.menu if item.vb is not None else None):
+        if menu is not None:
+            menu.deleteLater()
+
+
 class QtChartsPage(QWidget):
     """Four charts of the shift. ``ctx`` is the :class:`~station.ui.context.UiContext`."""
 
@@ -107,8 +116,12 @@ class QtChartsPage(QWidget):
 
     # --- lifecycle -------------------------------------------------------------------
     def close_page(self) -> None:
+        if self._closed:
+            return
         self._closed = True
         self._timer.stop()
+        for plot in (self.yield_plot, self.pareto_plot, self.hist_plot, self.drift_plot):
+            dispose_plot(plot)
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt API
         super().showEvent(event)

@@ -7,6 +7,7 @@ test fails if it left threads behind.
 """
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import threading
@@ -74,27 +75,36 @@ def inspect_parts(rt: StationRuntime, count: int) -> list:
         rt.cycle.disarm()
 
 
-@pytest.fixture
-def partb_ctx(qtbot) -> Iterator[Callable[..., object]]:
-    """``make(runtime, role)``: a UiContext with a real user of ``role`` signed in."""
-    from station.ui.context import UiContext, UiEvents
-    from station.ui.line_runner import LineRunner
-    from station.ui.notify import Notifier
-    from station.ui.tasks import TaskRunner
-    from station.users import UserDirectory
+def _running_timers() -> list:
+    from PySide6.QtCore import QTimer
+    from shiboken6 import isValid
 
-    before = {t.ident for t in threading.enumerate()}
-    made: list[UiContext] = []
+    return [t for t in gc.get_objects() if isinstance(t, QTimer) and isValid(t) and t.isActive()]
 
-    def make(runtime: StationRuntime, role: str = "supervisor") -> UiContext:
+
+class PartB:
+    """``partb_ctx(runtime, role)`` builds a context; ``partb_ctx.open(Page, ctx)`` shows a page."""
+
+    def __init__(self, qtbot) -> None:
+        self.qtbot = qtbot
+        self.contexts: list = []
+        self.pages: list = []
+
+    def __call__(self, runtime: StationRuntime, role: str = "supervisor"):
+        from station.ui.context import UiContext, UiEvents
+        from station.ui.line_runner import LineRunner
+        from station.ui.notify import Notifier
+        from station.ui.tasks import TaskRunner
+        from station.users import UserDirectory
+
         users = UserDirectory(runtime.store)
         if users.needs_first_admin():
             users.create_first_admin("admin1", PASSWORD)
         admin = users.sign_in("admin1", PASSWORD)
-        name = f"{role[:4]}{len(made)}x"
         if role == "admin":
             session = admin
         else:
+            name = f"{role[:4]}{len(self.contexts)}x"
             users.create_user(name, PASSWORD, role, actor=admin)
             session = users.sign_in(name, PASSWORD)
         notifier = Notifier()
@@ -102,17 +112,60 @@ def partb_ctx(qtbot) -> Iterator[Callable[..., object]]:
         line = LineRunner(runtime, rate_hz=10.0, thumbnails=False)
         ctx = UiContext(runtime=runtime, users=users, tasks=tasks, notifier=notifier, line=line,
                         events=UiEvents(), session=session)
-        made.append(ctx)
+        self.contexts.append(ctx)
         return ctx
 
-    yield make
-    for ctx in made:
-        ctx.line.close()
-        assert ctx.tasks.shutdown(20_000), "background tasks did not stop"
-    qtbot.wait(10)
-    leaked = [t.name for t in threading.enumerate() if t.ident not in before and t.is_alive()
-              and not t.name.startswith(("Dummy", "QThread"))]
+    def open(self, page_cls, ctx, size=(1400, 900)):
+        page = page_cls(ctx)
+        self.pages.append(page)
+        page.resize(*size)
+        page.show()
+        self.qtbot.waitExposed(page)
+        return page
+
+    def close_all(self) -> None:
+        from PySide6.QtCore import QCoreApplication, QEvent
+        from PySide6.QtWidgets import QApplication
+
+        for page in self.pages:
+            closer = getattr(page, "close_page", None)
+            if closer is not None:
+                closer()
+            page.close()
+            page.deleteLater()
+        for ctx in self.contexts:
+            ctx.line.close()
+            assert ctx.tasks.shutdown(20_000), "background tasks did not stop"
+            ctx.tasks.deleteLater()
+            ctx.notifier.deleteLater()
+            ctx.events.deleteLater()
+        app = QApplication.instance()
+        for _ in range(3):
+            QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+            app.processEvents()
+        gc.collect()
+
+
+@pytest.fixture
+def partb_ctx(qtbot) -> Iterator[PartB]:
+    """Contexts with a real user of a role signed in, and pages shown on them; after the
+    test everything is closed, and leaked threads, running timers or widgets fail it."""
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    threads_before = {t.ident for t in threading.enumerate()}
+    widgets_before = len(app.allWidgets())
+    timers_before = len(_running_timers())
+    partb = PartB(qtbot)
+    yield partb
+    partb.close_all()
+    leaked = [t.name for t in threading.enumerate() if t.ident not in threads_before and t.is_alive()
+              and not t.name.startswith("Dummy")]  # Qt's pooled workers, seen by Python once used
     assert leaked == [], f"threads left running: {leaked}"
+    timers = _running_timers()
+    assert len(timers) <= timers_before, f"timers left running: {timers}"
+    extra = len(app.allWidgets()) - widgets_before
+    assert extra <= 0, f"widgets leaked: {extra}: {sorted({type(w).__name__ for w in app.allWidgets()})}"
 
 
 def wait_idle(qtbot, ctx, timeout: int = 20_000) -> None:

@@ -12,13 +12,8 @@ from review_fixtures import partb_ctx, partb_station, partb_template, wait_idle 
 T = 20_000
 
 
-def _open(qtbot, ctx) -> QtCalibrationWizard:
-    w = QtCalibrationWizard(ctx)
-    qtbot.addWidget(w)
-    w.resize(1400, 900)
-    w.show()
-    qtbot.waitExposed(w)
-    return w
+def _open(partb, ctx) -> QtCalibrationWizard:
+    return partb.open(QtCalibrationWizard, ctx)
 
 
 def _click(qtbot, button) -> None:
@@ -56,7 +51,7 @@ def test_technician_walks_the_wizard_to_a_saved_version_and_rolls_back(qtbot, pa
     store = ProfileStore(rt.data_dir / "calibration")
     serial, recipe = rt.camera.describe().serial, rt.cfg.recipe.name
     assert store.versions(serial, recipe) == [1]
-    w = _open(qtbot, ctx)
+    w = _open(partb_ctx, ctx)
 
     # exposure and gain change the live frames
     _click(qtbot, w.next_btn)
@@ -65,7 +60,7 @@ def test_technician_walks_the_wizard_to_a_saved_version_and_rolls_back(qtbot, pa
                     w.exposure_step.best_focus > 0, timeout=T)
     w.exposure_step.exposure.setValue(4500)
     _click(qtbot, w.exposure_step.apply_btn)
-    qtbot.waitUntil(lambda: w.flow.camera.exposure_us == 4500, timeout=T)
+    qtbot.waitUntil(lambda: w.flow.camera.exposure_us == 4500 and w._task is None, timeout=T)
     _click(qtbot, w.back_btn)
     assert w.step == 0
 
@@ -123,7 +118,7 @@ def test_a_dim_capture_in_the_validation_run_blocks_saving(qtbot, partb_station,
     ctx = partb_ctx(rt, "technician")
     store = ProfileStore(rt.data_dir / "calibration")
     serial, recipe = rt.camera.describe().serial, rt.cfg.recipe.name
-    w = _open(qtbot, ctx)
+    w = _open(partb_ctx, ctx)
     _to_validation(qtbot, w)
     _click(qtbot, w.next_btn)
     assert w.step == 4
@@ -155,12 +150,12 @@ def test_supervisor_is_refused_the_wizard(qtbot, partb_station, partb_ctx):
     rt = partb_station()
     ctx = partb_ctx(rt, "supervisor")
     win = QtMainWindow(ctx)
-    qtbot.addWidget(win)
+    partb_ctx.pages.append(win)
     win.sign_in_screen.signed_in.emit(ctx.session)
     assert "calibration" not in win.pages and "review" in win.pages
     assert not win.show_page("calibration")
 
-    w = _open(qtbot, ctx)
+    w = _open(partb_ctx, ctx)
     assert not w.next_btn.isEnabled() and "technician" in w.status.text()
     w.open_camera()  # even called directly: refused, audited, nothing opened
     wait_idle(qtbot, ctx)

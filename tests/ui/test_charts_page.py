@@ -77,10 +77,7 @@ def test_dim_frames_show_as_out_of_control_on_the_drift_chart(partb_station):
 def test_charts_page_draws_all_four_charts(qtbot, busy_station, partb_ctx):
     rt, outcomes = busy_station
     ctx = partb_ctx(rt, "supervisor")
-    page = QtChartsPage(ctx)
-    qtbot.addWidget(page)
-    page.resize(1400, 900)
-    page.show()
+    page = partb_ctx.open(QtChartsPage, ctx)
     qtbot.waitUntil(lambda: page.data is not None, timeout=20_000)
     wait_idle(qtbot, ctx)
 

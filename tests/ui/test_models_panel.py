@@ -23,13 +23,8 @@ def _station(partb_station, **gate):
     return rt
 
 
-def _open(qtbot, ctx) -> QtModelsPanel:
-    panel = QtModelsPanel(ctx)
-    qtbot.addWidget(panel)
-    panel.resize(1400, 900)
-    panel.show()
-    qtbot.waitExposed(panel)
-    return panel
+def _open(partb, ctx) -> QtModelsPanel:
+    return partb.open(QtModelsPanel, ctx)
 
 
 def _click(qtbot, button) -> None:
@@ -59,7 +54,7 @@ def _build_and_train(qtbot, panel) -> str:
 def test_technician_trains_evaluates_deploys_and_rolls_back(qtbot, partb_station, partb_ctx):
     rt = _station(partb_station, **LAX_GATE)
     ctx = partb_ctx(rt, "technician")
-    panel = _open(qtbot, ctx)
+    panel = _open(partb_ctx, ctx)
     first_active = panel.registry.active()
     assert panel.model_table.rowCount() == 1  # the first-run model
 
@@ -100,7 +95,7 @@ def test_the_gate_refuses_a_model_and_nothing_switches(qtbot, partb_station, par
     rt = _station(partb_station, min_image_auroc=0.0, min_recall=0.0, max_false_reject_rate=1.0,
                   min_pixel_auroc=0.5)  # the station's dataset has no defect masks: cannot pass
     ctx = partb_ctx(rt, "admin")
-    panel = _open(qtbot, ctx)
+    panel = _open(partb_ctx, ctx)
     active = panel.registry.active()
     model_id = _build_and_train(qtbot, panel)
     _click(qtbot, panel.evaluate_btn)
@@ -125,10 +120,10 @@ def test_supervisor_is_refused_the_model_panel(qtbot, partb_station, partb_ctx):
     rt = partb_station()
     ctx = partb_ctx(rt, "supervisor")
     win = QtMainWindow(ctx)
-    qtbot.addWidget(win)
+    partb_ctx.pages.append(win)
     win.sign_in_screen.signed_in.emit(ctx.session)
     assert "models" not in win.pages and not win.show_page("models")
-    panel = _open(qtbot, ctx)
+    panel = _open(partb_ctx, ctx)
     assert not panel.build_btn.isEnabled() and not panel.rollback_btn.isEnabled()
     panel.build_dataset()  # called directly: refused and audited, nothing built
     wait_idle(qtbot, ctx)

@@ -9,12 +9,8 @@ from station.ui.review import QtReviewPage
 from station.ui.review_queue import review_queue
 
 
-def _open(qtbot, ctx) -> QtReviewPage:
-    page = QtReviewPage(ctx)
-    qtbot.addWidget(page)
-    page.resize(1400, 900)
-    page.show()
-    qtbot.waitExposed(page)
+def _open(qtbot, partb, ctx) -> QtReviewPage:
+    page = partb.open(QtReviewPage, ctx)
     qtbot.waitUntil(lambda: page.detail is not None, timeout=20_000)
     return page
 
@@ -34,7 +30,7 @@ def test_supervisor_reviews_the_queue_with_the_keyboard(qtbot, partb_station, pa
     queued = review_queue(rt.store)
     assert len(queued) >= 3, [o.decision.value for o in outcomes]
     ctx = partb_ctx(rt, "supervisor")
-    page = _open(qtbot, ctx)
+    page = _open(qtbot, partb_ctx, ctx)
 
     # oldest first, the oldest selected, with its image, heatmap and numbers
     assert [it.inspection_id for it in page.items] == [it.inspection_id for it in queued]
@@ -84,7 +80,7 @@ def test_confirm_without_a_class_asks_for_one_and_writes_nothing(qtbot, partb_st
     rt = partb_station(camera={"defect_rate": 1.0})
     inspect_parts(rt, 3)
     ctx = partb_ctx(rt, "supervisor")
-    page = _open(qtbot, ctx)
+    page = _open(qtbot, partb_ctx, ctx)
     iid = page.detail.item.inspection_id
     qtbot.keyClick(page, Qt.Key.Key_D)
     wait_idle(qtbot, ctx)
@@ -102,13 +98,13 @@ def test_operator_is_refused_the_review_tab_and_its_decisions(qtbot, partb_stati
     ctx = partb_ctx(rt, "operator")
     assert any(spec.key == "review" for spec in PAGES)
     win = QtMainWindow(ctx)
-    qtbot.addWidget(win)
+    partb_ctx.pages.append(win)
     win.sign_in_screen.signed_in.emit(ctx.session)
     assert "review" not in win.pages and "health" in win.pages
     assert not win.show_page("review")
 
     # even a page built by hand refuses: nothing written, the refusal audited and shown
-    page = _open(qtbot, ctx)
+    page = _open(qtbot, partb_ctx, ctx)
     iid = page.detail.item.inspection_id
     assert not page.good_btn.isEnabled()
     qtbot.keyClick(page, Qt.Key.Key_G)
@@ -119,3 +115,23 @@ def test_operator_is_refused_the_review_tab_and_its_decisions(qtbot, partb_stati
     assert any("Not allowed for operator" in n.text for n in ctx.notifier.history)
     page.close_page()
     win.shutdown()
+
+
+def test_admin_window_builds_all_part_b_pages_and_sign_out_frees_them(qtbot, partb_station, partb_ctx):
+    from station.ui.main_window import QtMainWindow
+
+    rt = partb_station(camera={"defect_rate": 1.0})
+    inspect_parts(rt, 2)
+    ctx = partb_ctx(rt, "admin")
+    win = QtMainWindow(ctx)
+    partb_ctx.pages.append(win)
+    win.resize(1600, 1000)
+    win.show()
+    win.sign_in_screen.signed_in.emit(ctx.session)
+    for key in ("review", "charts", "calibration", "models"):
+        assert key in win.pages, ctx.notifier.history
+        assert win.show_page(key)
+        qtbot.wait(50)
+    wait_idle(qtbot, ctx)
+    win.sign_out()  # pages closed (close_page) and deleted; the fixture checks for leaks
+    assert win.pages == {}
