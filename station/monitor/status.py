@@ -29,26 +29,32 @@ CAPTURE_METRICS = ("brightness", "focus", "position")
 # below what a healthy line shows; a sigma that small would alarm on every part. These
 # floors (per metric, in the check's own unit) keep the charts meaningful.
 SIGMA_FLOOR = {"brightness": 0.005, "focus": 0.02, "position": 0.5}
+# Which way a metric goes wrong: brightness both ways, focus only when it drops (blur),
+# position only when the part sits farther from the reference.
+BAD_SIDES = {"brightness": (1, -1), "focus": (-1,), "position": (1,)}
+# The run rule (8 in a row on one side) needs a precise centre: its standard error is
+# sigma / sqrt(n), and below ~30 calibration images that alone trips the rule.
+RUN_RULE_MIN_IMAGES = 30
 _CAL_RE = re.compile(r"^(?P<serial>[^/]+)/(?P<recipe>[^@]+)@v(?P<version>\d+)")
 
 
-def _baseline(data_dir: Path, calibration_version: str | None) -> tuple[dict[str, tuple[float, float]], str]:
-    """{metric: (centre, sigma)} from the calibration profile named in the records."""
+def _baseline(data_dir: Path, calibration_version: str | None) -> tuple[dict[str, tuple[float, float]], int, str]:
+    """({metric: (centre, sigma)}, n images) from the calibration profile named in the records."""
     m = _CAL_RE.match(calibration_version or "")
     if not m:
-        return {}, "no calibration version in the recent records"
+        return {}, 0, "no calibration version in the recent records"
     try:
         profile = ProfileStore(data_dir / "calibration").load(m["serial"], m["recipe"], int(m["version"]))
     except (ProfileError, OSError, ValueError) as e:
-        return {}, f"calibration profile {calibration_version} unreadable: {e}"
+        return {}, 0, f"calibration profile {calibration_version} unreadable: {e}"
     base = profile.baseline
     if base is None:
-        return {}, f"calibration profile {calibration_version} has no baseline statistics"
+        return {}, 0, f"calibration profile {calibration_version} has no baseline statistics"
     out = {}
     for name in CAPTURE_METRICS:
         stat = getattr(base, name)
         out[name] = (float(stat.mean), max(float(stat.std), SIGMA_FLOOR[name]))
-    return out, ""
+    return out, int(base.n_images), ""
 
 
 def capture_drift(conn, data_dir: Path, cfg: Any) -> tuple[dict[str, Any], list[Alarm]]:
@@ -58,7 +64,7 @@ def capture_drift(conn, data_dir: Path, cfg: Any) -> tuple[dict[str, Any], list[
     if not rows:
         return {"note": "no inspections yet"}, []
     ids = [r.id for r in rows]
-    base, why = _baseline(data_dir, rows[0].calibration_version)
+    base, n_cal, why = _baseline(data_dir, rows[0].calibration_version)
     series: dict[str, list[tuple[str, float]]] = {n: [] for n in CAPTURE_METRICS}
     for iid, name, value in conn.execute(
             select(SpecResult.inspection_id, SpecResult.name, SpecResult.value)
@@ -76,8 +82,9 @@ def capture_drift(conn, data_dir: Path, cfg: Any) -> tuple[dict[str, Any], list[
         chart: dict[str, Any] = {"n": len(values), "centre": centre, "sigma": sigma,
                                  "last": values[-1] if values else None}
         if len(values) >= cfg.min_points:
-            we = western_electric(name, values, centre, sigma)
-            zs, ew = ewma(name, values, centre, sigma, lam=cfg.ewma_lambda, L=cfg.ewma_l)
+            we = western_electric(name, values, centre, sigma, BAD_SIDES[name],
+                                  run_rule=n_cal >= RUN_RULE_MIN_IMAGES)
+            zs, ew = ewma(name, values, centre, sigma, lam=cfg.ewma_lambda, L=cfg.ewma_l, sides=BAD_SIDES[name])
             chart.update(mean=sum(values) / len(values), ewma_last=zs[-1], alarms=[a.rule for a in we + ew])
             alarms += we + ew
         out[name] = chart

@@ -44,3 +44,26 @@ def make_anomaly_folder(root: Path, *, n_train: int = 24, n_test_good: int = 10,
             write(root / "test" / kind / f"{i:03d}.png", bad)
             write(root / "ground_truth" / kind / f"{i:03d}_mask.png", mask)
     return root
+
+
+SMALL_STATION = """\
+schema_version: 1
+station: {plant: p1, line: l1, station: s1, lot: MON}
+camera: {type: sim, width: 320, height: 256, seed: 5, defect_rate: 0.2}
+detector: {type: variation, train_images: 16}
+recipe: {name: demo}
+calibration: {calibration_images: 12}
+"""
+
+
+def open_small_station(data_dir: Path, extra_yaml: str = ""):
+    """A real StationRuntime on a small simulated camera (calibrates and trains on first open)."""
+    from station.config import parse_config
+    from station.runtime import StationRuntime
+
+    cfg = parse_config(SMALL_STATION + extra_yaml)
+    return StationRuntime.open(cfg, data_dir, progress=lambda msg: None)
+
+
+def run_parts(runtime, n: int) -> list:
+    return list(runtime.run(count=n))
