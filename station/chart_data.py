@@ -4,7 +4,8 @@
 - :func:`defect_pareto`: defects by the class a supervisor confirmed, else by decision;
 - :func:`score_histogram`: recent anomaly scores and the threshold they are judged by;
 - :func:`drift_series`: one capture-spec value over the last N inspections with control
-  lines (the calibration baseline's mean +- 3 sigma) and the spec limits.
+  lines (the calibration baseline's mean +- 3 sigma), the spec limits, and the Western
+  Electric alarms of :mod:`station.monitor.charts` (what ``linestation monitor`` reports).
 
 Times are UTC (the store's format); the UI shows them in local time.
 """
@@ -16,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 from sqlalchemy import and_, func, select
 
+from station.monitor.charts import western_electric
 from station.store.jsonutil import parse_iso_utc
 from station.store.schema import Inspection, Label, SpecResult
 from station.store.station_store import StationStore
@@ -156,6 +158,7 @@ class DriftSeries:
     spec_high: float | None
     unit: str = ""
     out_of_control: list[int] = field(default_factory=list)  # indices outside lcl..ucl
+    alarms: list[str] = field(default_factory=list)  # Western Electric rules that fired (monitor)
 
 
 def drift_series(store: StationStore, check: str, n: int = 200, profile=None) -> DriftSeries:
@@ -185,6 +188,10 @@ def drift_series(store: StationStore, check: str, n: int = 200, profile=None) ->
             lcl = max(0.0, lcl)
     last = rows[-1] if rows else None
     out = [] if center is None else [i for i, v in enumerate(values) if v < lcl or v > ucl]
+    alarms = []
+    if stat is not None and stat.std > 0 and values.size:
+        # the same rules `linestation monitor` raises alarms on
+        alarms = [a.message for a in western_electric(check, values.tolist(), stat.mean, stat.std)]
     return DriftSeries(check, [r.inspection_id for r in rows], values, center, lcl, ucl,
                        last.low if last else None, last.high if last else None,
-                       last.unit if last else "", out)
+                       last.unit if last else "", out, alarms)

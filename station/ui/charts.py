@@ -215,7 +215,9 @@ class QtChartsPage(QWidget):
     def _draw_drift(self, d: DriftSeries) -> None:
         p = self.drift_plot
         p.clear()
-        p.setTitle(f"Capture drift: {d.check}", color="#222", size="14pt")
+        rules = sorted({a.split(":")[1].strip().split(" (")[0] for a in d.alarms}) if d.alarms else []
+        title = f"Capture drift: {d.check}" + (f"  -  ALARM: {'; '.join(rules)}" if rules else "")
+        p.setTitle(title, color=BAD if rules else "#222", size="14pt")
         p.setLabel("left", f"{d.check} ({d.unit})" if d.unit else d.check)
         xs = np.arange(d.values.size, dtype=float)
         if d.values.size:

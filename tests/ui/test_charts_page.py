@@ -72,6 +72,7 @@ def test_dim_frames_show_as_out_of_control_on_the_drift_chart(partb_station):
     drift = drift_series(rt.store, "brightness", 50, rt.checker.profile)
     assert len(drift.out_of_control) == 2
     assert all(drift.values[i] < drift.lcl for i in drift.out_of_control)
+    assert any("beyond 3 sigma" in a for a in drift.alarms)  # the monitor's rule 1 fires too
 
 
 def test_charts_page_draws_all_four_charts(qtbot, busy_station, partb_ctx):
