@@ -188,3 +188,29 @@ def test_sink_opens_the_station_database_by_itself(tmp_path, engine, mes_http):
     sink.deliver(mes_item(10))
     sink.close()
     assert [m[0] for m in markers(engine)] == [mes_item(10).idempotency_key]
+
+
+@pytest.mark.parametrize("section, expect", [
+    ("mes: {}\n", "mes = {}: configure 'rest' and/or 'opcua'"),
+    ("mes:\n  rest: {url: ftp://mes/x}\n", "mes.rest.url"),
+    ("mes:\n  rest: {url: 'http://mes/x', auth_secret: abc}\n", "name it with 'auth_secret_env'"),
+    ("mes:\n  opcua: {endpoint: 'opc.tcp://mes:4840', method: null}\n", "set 'method'"),
+    ("mes:\n  opcua: {endpoint: 'opc.tcp://mes:4840', password: pw}\n", "name it with 'password_env'"),
+    ("mes:\n  opcua: {endpoint: 'opc.tcp://mes:4840', nodes: {Result: x}}\n", "mes.opcua.nodes.Result"),
+    ("mes:\n  rest: {url: 'http://mes/x', timeout_s: 0}\n", "mes.rest.timeout_s"),
+])
+def test_bad_mes_config_is_refused_with_the_key_path(section, expect):
+    from station.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as err:
+        parse_config("schema_version: 1\ncamera: {type: sim}\n" + section, "station.yaml")
+    line = 3 if section.startswith("mes: {}") else 4  # the line of the offending key
+    assert expect in str(err.value) and f"station.yaml:{line}:" in str(err.value)
+
+
+def test_no_mes_section_means_no_mes_sink(tmp_path):
+    from cloudsync.sinks.mes import build
+    from station.config import parse_config
+
+    cfg = parse_config("schema_version: 1\ncamera: {type: sim}\n")
+    assert cfg.mes is None and build(cfg, tmp_path, None) is None
