@@ -7,6 +7,7 @@ does both and runs the window until it is closed.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sys
@@ -25,6 +26,25 @@ from station.ui.tasks import TaskControl, TaskRunner
 from station.users import UserDirectory
 
 log = logging.getLogger(__name__)
+
+# The line thread runs Python between its numpy/OpenCV calls; with the default 5 ms GIL
+# switch interval every Qt call the GUI thread makes can wait that long for the GIL again,
+# and a paint makes several. 1 ms keeps the GUI thread's waits short (bench/ui.py).
+GUI_SWITCH_INTERVAL_S = 0.001
+
+
+def configure_interpreter() -> None:
+    """Process settings the station window needs: call once the station and its window
+    are open, before the line starts.
+
+    Besides the switch interval: everything built so far (models, SQLAlchemy, Qt wrappers)
+    lives as long as the process, so it is frozen out of the cyclic garbage collector;
+    otherwise a full collection walks it all while holding the GIL - 50-100 ms stalls of
+    the GUI thread, measured by bench/ui.py.
+    """
+    sys.setswitchinterval(GUI_SWITCH_INTERVAL_S)
+    gc.collect()
+    gc.freeze()
 
 
 class _CycleStateRelay:
@@ -105,6 +125,7 @@ def run_station(cfg: LineStationConfig, data_dir: Path) -> int:
         return 1
     ctx = build_context(runtime)
     window = QtMainWindow(ctx)
+    configure_interpreter()
     # Ctrl-C / SIGTERM close the window cleanly (the line finishes its part first).
     previous = {s: signal.signal(s, lambda *_: window.close()) for s in (signal.SIGINT, signal.SIGTERM)}
     wake = QTimer()  # lets the Python signal handlers run while Qt's loop sleeps

@@ -71,6 +71,29 @@ class LatestResult:
         return self._seq
 
 
+class LatestFrame:
+    """A one-slot mailbox for preview frames: a camera's free-running stream between
+    triggers, if a source provides one. The live view shows the newest of these and of the
+    inspected frames; a new inspection result always wins its tick (it has the overlay)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._image: np.ndarray | None = None
+        self._seq = 0
+
+    def put(self, image: np.ndarray) -> int:
+        with self._lock:
+            self._seq += 1
+            self._image = image
+            return self._seq
+
+    def newer_than(self, seq: int) -> tuple[int, np.ndarray] | None:
+        with self._lock:
+            if self._image is None or self._seq <= seq:
+                return None
+            return self._seq, self._image
+
+
 class LineRunner:
     """Runs the cycle on its own thread; thread-safe commands; ``close()`` joins it."""
 
@@ -82,6 +105,7 @@ class LineRunner:
         self.cycle = runtime.cycle
         self.period_s = 1.0 / rate_hz
         self.latest = LatestResult()
+        self.preview = LatestFrame()
         self._on_result = on_result
         self._on_error = on_error
         self._thumbnails = thumbnails

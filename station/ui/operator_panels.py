@@ -130,21 +130,23 @@ class QtSpecPanel(_Panel):
             self.rows[name] = (mark, n, val, lim)
         self.box.addLayout(grid)
         self.failed: list[str] = []
+        self._state: dict[str, bool | None] = {}
 
     def show_checks(self, checks: list[dict[str, Any]]) -> None:
         by_name = {c["name"]: c for c in checks}
         self.failed = [c["name"] for c in checks if not c.get("passed", True)]
         for name, (mark, _n, val, lim) in self.rows.items():
             c = by_name.get(name)
+            ok = None if c is None else bool(c.get("passed", True))
+            if self._state.get(name, "unset") != ok:  # re-style only on a change (style sheets are slow)
+                self._state[name] = ok
+                mark.setText("–" if ok is None else "✓ ok" if ok else "✗ OUT")
+                colour = MUTED if ok is None else STATE_OK if ok else STATE_BAD
+                mark.setStyleSheet(f"color: {colour}; font-weight: bold;")
             if c is None:
-                mark.setText("–")
-                mark.setStyleSheet(f"color: {MUTED};")
                 val.setText("")
                 lim.setText("")
                 continue
-            ok = bool(c.get("passed", True))
-            mark.setText("✓ ok" if ok else "✗ OUT")
-            mark.setStyleSheet(f"color: {STATE_OK if ok else STATE_BAD}; font-weight: bold;")
             val.setText(_fmt(c.get("value")))
             lim.setText(limits_text(c.get("low"), c.get("high")))
 

@@ -47,6 +47,7 @@ class QtOperatorScreen(QWidget):
         super().__init__()
         self.ctx = ctx
         self._seq = 0
+        self._preview_seq = 0
         self.latency_ms: list[float] = []  # verdict on screen after commit (bench/ui.py)
         self._closed = False
 
@@ -156,6 +157,10 @@ class QtOperatorScreen(QWidget):
     def pull_frame(self) -> None:
         item = self.ctx.line.latest.newer_than(self._seq)
         if item is None:
+            preview = self.ctx.line.preview.newer_than(self._preview_seq)
+            if preview is not None:
+                self._preview_seq, image = preview
+                self.live.set_frame(image, None)
             return
         self._seq = item.seq
         frame = item.outcome.frame

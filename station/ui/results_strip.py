@@ -34,21 +34,20 @@ class _Tile(QFrame):
             lay.addWidget(w)
         self.decision = ""
 
-    def fill(self, decision: str, part_id: str, thumb: np.ndarray | None) -> None:
-        st = VERDICTS[decision]
-        self.decision = decision
-        self.verdict.setText(f"{_SYMBOL[decision]} {_WORD[decision]}")
-        self.verdict.setStyleSheet(f"background: {st.bg}; color: {st.fg}; font-size: 17px; font-weight: bold;")
+    def fill(self, decision: str, part_id: str, pixmap: QPixmap | None) -> None:
+        if decision != self.decision:  # a style sheet change re-polishes: only when needed
+            st = VERDICTS[decision]
+            self.decision = decision
+            self.verdict.setText(f"{_SYMBOL[decision]} {_WORD[decision]}")
+            self.verdict.setStyleSheet(f"background: {st.bg}; color: {st.fg}; font-size: 17px; font-weight: bold;")
         self.part.setText(part_id[-10:])
-        if thumb is not None:
-            pm = QPixmap.fromImage(qimage_of(thumb))  # copies, so the array may go
-            self.image.setPixmap(pm.scaled(self.image.width() or self.width(), self.image.height(),
-                                           Qt.AspectRatioMode.KeepAspectRatio,
-                                           Qt.TransformationMode.SmoothTransformation))
+        if pixmap is not None:
+            self.image.setPixmap(pixmap)
         else:
             self.image.clear()
             self.image.setText("no image")
-        self.setVisible(True)
+        if not self.isVisible():
+            self.setVisible(True)
 
 
 class QtResultsStrip(QWidget):
@@ -60,19 +59,26 @@ class QtResultsStrip(QWidget):
         lay.setContentsMargins(8, 4, 8, 4)
         lay.setSpacing(8)
         self.tiles = [_Tile(tile_width) for _ in range(n)]
-        self._items: list[tuple[str, str, np.ndarray | None]] = []
+        self._size = (tile_width, int(tile_width * 0.8))
+        self._items: list[tuple[str, str, QPixmap | None]] = []
         for t in self.tiles:
             t.setVisible(False)
             lay.addWidget(t)
         lay.addStretch(1)
 
+    def _pixmap(self, thumb: np.ndarray | None) -> QPixmap | None:
+        if thumb is None:
+            return None
+        pm = QPixmap.fromImage(qimage_of(thumb))  # copies, so the array may go
+        return pm.scaled(*self._size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+
     def push(self, decision: str, part_id: str, thumb: np.ndarray | None) -> None:
-        self._items.insert(0, (decision, part_id, thumb))
+        self._items.insert(0, (decision, part_id, self._pixmap(thumb)))
         del self._items[len(self.tiles):]
         self._render()
 
     def set_items(self, items: list[tuple[str, str, np.ndarray | None]]) -> None:
-        self._items = list(items[: len(self.tiles)])
+        self._items = [(d, p, self._pixmap(t)) for d, p, t in items[: len(self.tiles)]]
         self._render()
 
     @property
