@@ -294,6 +294,7 @@ class LifecycleConfig(_Strict):
     retrain: RetrainConfig = RetrainConfig()
     run_shadow: bool = Field(True, description="run the registry's SHADOW model beside the active one")
     shadow_timeout_s: float = Field(0.5, gt=0, le=60, description="longest the record waits for the shadow result")
+    shadow_every: int = Field(1, ge=1, le=1000, description="score every n-th part with the shadow (bounds its CPU cost)")
 
 
 class AwsAccessConfig(_Strict):

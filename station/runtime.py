@@ -118,6 +118,7 @@ class StationRuntime:
                              roi=profile.roi),
                 trigger_mode=trigger_mode(cfg.camera), capture_timeout_s=cfg.camera.timeout_s,
                 shadow=cls._load_shadow(cfg, data_dir, detector), shadow_timeout_s=cfg.lifecycle.shadow_timeout_s,
+                shadow_every=cfg.lifecycle.shadow_every,
             )
             runtime = cls(cfg, data_dir, store, camera, ProfileSpecChecker(profile), detector, cycle)
             if arm:

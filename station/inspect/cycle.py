@@ -153,6 +153,7 @@ class InspectionCycle:
         reconnect_attempts: int = 1,
         shadow: Detector | None = None,
         shadow_timeout_s: float = 0.5,
+        shadow_every: int = 1,
     ) -> None:
         self.camera = camera
         self.checker = checker
@@ -173,7 +174,7 @@ class InspectionCycle:
         self.fault_reason: str | None = None
         self._state_listeners: list[StateListener] = []
         self._inspection_listeners: list[InspectionListener] = []
-        self.shadow = ShadowRunner(shadow, shadow_timeout_s) if shadow is not None else None
+        self.shadow = ShadowRunner(shadow, shadow_timeout_s, shadow_every) if shadow is not None else None
 
     # --- listeners ----------------------------------------------------------------------
     def add_state_listener(self, fn: StateListener) -> None:

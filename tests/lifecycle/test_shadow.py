@@ -72,3 +72,21 @@ def test_a_failing_shadow_never_stops_the_line(tmp_path):
     detected = [o for o in outs if o.detection is not None]
     assert detected and all("expects" in o.detection.extra["shadow"]["error"] for o in detected)
     assert all(o.inspection_id for o in outs)
+
+
+def test_shadow_sampling_scores_every_nth_part(tmp_path):
+    from sim_dataset import sim_camera
+    from station.inspect.shadow import ShadowRunner
+
+    cam = sim_camera()
+    images = cam.good_images(12)
+    model = VariationModel.train(images)
+    runner = ShadowRunner(model, timeout_s=5, every=3)
+    try:
+        active = model.detect(images[0])
+        got = [runner.finish(runner.start(images[i % 12], None, None), active) for i in range(6)]
+    finally:
+        runner.close()
+    scored = [g for g in got if "score" in g]
+    assert len(scored) == 2 and all(g["agrees"] for g in scored)
+    assert sum("not sampled" in g.get("skipped", "") for g in got) == 4
