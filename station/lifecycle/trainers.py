@@ -60,10 +60,8 @@ def _train_variation(mod: Any, images: Sequence[np.ndarray], params: dict[str, A
 
 
 def _train_patchcore(mod: Any, images: Sequence[np.ndarray], params: dict[str, Any], progress: Progress) -> Any:
-    cls = mod.PatchCoreModel
-    p = mod.PatchCoreParams(**params) if params and hasattr(mod, "PatchCoreParams") else None
-    return cls.train(images, roi=None, alignments=None, params=p,
-                     progress=lambda done, total: progress("training", done, total))
+    return mod.PatchCoreModel.train(images, params=mod.PatchCoreParams.from_dict(params),
+                                    progress=lambda done, total: progress("training", done, total))
 
 
 TRAINERS: dict[str, Trainer] = {
