@@ -50,8 +50,12 @@ def shift_start(hours: float, now: datetime | None = None) -> datetime:
     return (now - timedelta(hours=hours)).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
 
 
-def yield_by_hour(store: StationStore, since: datetime) -> list[HourYield]:
-    """Counts per decision for each hour since ``since`` (hours without parts are omitted)."""
+def yield_by_hour(store: StationStore, since: datetime, *, fill_until: datetime | None = None) -> list[HourYield]:
+    """Counts per decision for each hour since ``since``.
+
+    Hours without parts are omitted, unless ``fill_until`` is given: then every hour from
+    ``since`` to ``fill_until`` is listed (a chart of the whole shift so far).
+    """
     hour = func.substr(Inspection.started_at, 1, 13)  # 'YYYY-MM-DDTHH' of the fixed-width text
     q = (select(hour.label("hour"), Inspection.decision, func.count())
          .where(Inspection.started_at >= since).group_by("hour", Inspection.decision).order_by("hour"))
@@ -64,7 +68,15 @@ def yield_by_hour(store: StationStore, since: datetime) -> list[HourYield]:
         start = parse_iso_utc(f"{h}:00:00.000000Z")
         out.append(HourYield(start, sum(c.values()), c.get("pass", 0), c.get("reject", 0), c.get("review", 0),
                              c.get("check_capture", 0)))
-    return out
+    if fill_until is None:
+        return out
+    have = {h.hour: h for h in out}
+    hour = since.replace(minute=0, second=0, microsecond=0)
+    filled = []
+    while hour <= fill_until:
+        filled.append(have.pop(hour, None) or HourYield(hour, 0, 0, 0, 0, 0))
+        hour += timedelta(hours=1)
+    return sorted(filled + list(have.values()), key=lambda h: h.hour)
 
 
 @dataclass(frozen=True)
@@ -159,6 +171,7 @@ class DriftSeries:
     unit: str = ""
     out_of_control: list[int] = field(default_factory=list)  # indices outside lcl..ucl
     alarms: list[str] = field(default_factory=list)  # Western Electric rules that fired (monitor)
+    alarm_rules: list[str] = field(default_factory=list)  # their short names, "WE1".."WE4"
 
 
 def drift_series(store: StationStore, check: str, n: int = 200, profile=None) -> DriftSeries:
@@ -188,10 +201,10 @@ def drift_series(store: StationStore, check: str, n: int = 200, profile=None) ->
             lcl = max(0.0, lcl)
     last = rows[-1] if rows else None
     out = [] if center is None else [i for i, v in enumerate(values) if v < lcl or v > ucl]
-    alarms = []
+    fired = []
     if stat is not None and stat.std > 0 and values.size:
         # the same rules `linestation monitor` raises alarms on
-        alarms = [a.message for a in western_electric(check, values.tolist(), stat.mean, stat.std)]
+        fired = western_electric(check, values.tolist(), stat.mean, stat.std)
     return DriftSeries(check, [r.inspection_id for r in rows], values, center, lcl, ucl,
                        last.low if last else None, last.high if last else None,
-                       last.unit if last else "", out, alarms)
+                       last.unit if last else "", out, [a.message for a in fired], [a.rule for a in fired])

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -31,8 +32,11 @@ TOLERANCE_STEPS = {"position_max_px": (0.5, 1), "rotation_max_deg": (0.1, 2)}  #
 def _title(text: str) -> QLabel:
     t = QLabel(text)
     t.setObjectName("wizardStepTitle")
-    f = t.font()
-    f.setPointSizeF(f.pointSizeF() * 1.5)
+    f = QFont(t.font())
+    if f.pointSizeF() > 0:  # the station's style sheet may size fonts in pixels instead
+        f.setPointSizeF(f.pointSizeF() * 1.5)
+    elif f.pixelSize() > 0:
+        f.setPixelSize(round(f.pixelSize() * 1.5))
     f.setBold(True)
     t.setFont(f)
     return t
@@ -41,7 +45,7 @@ def _title(text: str) -> QLabel:
 def _help(text: str) -> QLabel:
     h = QLabel(text)
     h.setWordWrap(True)
-    h.setStyleSheet("color: #555;")
+    h.setStyleSheet("color: #9aa0a6;")  # readable on the light and the dark theme
     return h
 
 
@@ -177,6 +181,7 @@ class QtTolerancesStep(QWidget):
             spin.setSingleStep(step)
             spin.setRange(-1.0 if name == "registration_min" else 0.0, 1000.0)
             spin.setToolTip(info.description or "")
+            spin.setMaximumWidth(260)
             self.spins[name] = spin
             form.addRow(name.replace("_", " "), spin)
         lay = QVBoxLayout(self)

@@ -7,6 +7,7 @@ draws them. Charts refresh every 30 s while visible, and on the Refresh button.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -47,7 +48,7 @@ class ChartData:
 def gather(store: Any, *, shift_hours: float, threshold: float | None, check: str, profile: Any) -> ChartData:
     """All chart data for the current shift (runs off the GUI thread)."""
     since = shift_start(shift_hours)
-    return ChartData(yield_by_hour(store, since), defect_pareto(store, since),
+    return ChartData(yield_by_hour(store, since, fill_until=datetime.now(timezone.utc)), defect_pareto(store, since),
                      score_histogram(store, HIST_SCORES, threshold=threshold),
                      drift_series(store, check, DRIFT_POINTS, profile))
 
@@ -61,6 +62,8 @@ def _plot(title: str, left: str, bottom: str) -> pg.PlotWidget:
     w.setMenuEnabled(False)
     w.setMouseEnabled(x=False, y=False)
     w.hideButtons()
+    for axis in ("left", "bottom"):
+        w.getAxis(axis).enableAutoSIPrefix(False)  # "(x0.001)" on an axis confuses people
     return w
 
 
@@ -80,6 +83,7 @@ class QtChartsPage(QWidget):
         super().__init__(parent)
         self.ctx = ctx
         self.data: ChartData | None = None
+        self.drift_alarms: list[str] = []
         self._closed = False
         self._loading = False
 
@@ -171,15 +175,19 @@ class QtChartsPage(QWidget):
     def _draw_yield(self, hours: list[HourYield]) -> None:
         p = self.yield_plot
         p.clear()
-        xs = np.arange(len(hours), dtype=float)
-        ys = np.array([h.yield_pct if h.yield_pct is not None else 0.0 for h in hours])
-        brushes = [pg.mkBrush(GOOD if (h.yield_pct or 0) >= 95 else WARN if (h.yield_pct or 0) >= 85 else BAD)
-                   for h in hours]
-        if hours:
+        shown = [(i, h) for i, h in enumerate(hours) if h.yield_pct is not None]  # hours with decided parts
+        if shown:
+            xs = np.array([i for i, _ in shown], dtype=float)
+            ys = np.array([h.yield_pct for _, h in shown])
+            brushes = [pg.mkBrush(GOOD if y >= 95 else WARN if y >= 85 else BAD) for y in ys]
             p.addItem(pg.BarGraphItem(x=xs, height=ys, width=0.7, brushes=brushes))
+            for x, (_, h) in zip(xs, shown):
+                t = pg.TextItem(f"{h.yield_pct:.0f}%\n{h.total} parts", color="#222", anchor=(0.5, 1.0))
+                t.setPos(float(x), float(h.yield_pct))
+                p.addItem(t)
         ticks = [(float(i), h.hour.astimezone().strftime("%H:00")) for i, h in enumerate(hours)]
         p.getAxis("bottom").setTicks([ticks])
-        p.setYRange(0, 100, padding=0.02)
+        p.setYRange(0, 112, padding=0)
         p.setXRange(-0.6, max(len(hours), 1) - 0.4, padding=0)
 
     def _draw_pareto(self, bars: list[ParetoBar]) -> None:
@@ -215,9 +223,10 @@ class QtChartsPage(QWidget):
     def _draw_drift(self, d: DriftSeries) -> None:
         p = self.drift_plot
         p.clear()
-        rules = sorted({a.split(":")[1].strip().split(" (")[0] for a in d.alarms}) if d.alarms else []
-        title = f"Capture drift: {d.check}" + (f"  -  ALARM: {'; '.join(rules)}" if rules else "")
+        rules = d.alarm_rules
+        title = f"Capture drift: {d.check}" + (f"   ALARM {', '.join(rules)}" if rules else "")
         p.setTitle(title, color=BAD if rules else "#222", size="14pt")
+        self.drift_alarms = d.alarms
         p.setLabel("left", f"{d.check} ({d.unit})" if d.unit else d.check)
         xs = np.arange(d.values.size, dtype=float)
         if d.values.size:
@@ -225,11 +234,19 @@ class QtChartsPage(QWidget):
         if d.out_of_control:
             idx = np.array(d.out_of_control)
             p.plot(xs[idx], d.values[idx], pen=None, symbol="o", symbolSize=10, symbolBrush=BAD)
-        lines = [(d.center, GOOD, Qt.PenStyle.SolidLine, "baseline"),
-                 (d.ucl, WARN, Qt.PenStyle.DashLine, "UCL"), (d.lcl, WARN, Qt.PenStyle.DashLine, "LCL"),
-                 (d.spec_high, BAD, Qt.PenStyle.DotLine, "spec"), (d.spec_low, BAD, Qt.PenStyle.DotLine, "spec")]
-        for value, colour, style, name in lines:
+        lines = [(d.center, GOOD, Qt.PenStyle.SolidLine, "baseline", 0.03),
+                 (d.ucl, WARN, Qt.PenStyle.DashLine, "UCL +3σ", 0.18), (d.lcl, WARN, Qt.PenStyle.DashLine, "LCL -3σ", 0.33),
+                 (d.spec_high, BAD, Qt.PenStyle.DotLine, "spec high", 0.03),
+                 (d.spec_low, BAD, Qt.PenStyle.DotLine, "spec low", 0.03)]
+        for value, colour, style, name, at in lines:
             if value is None:
                 continue
             p.addItem(pg.InfiniteLine(pos=value, angle=0, pen=pg.mkPen(colour, width=2, style=style),
-                                      label=name, labelOpts={"position": 0.05, "color": colour}))
+                                      label=name, labelOpts={"position": at, "color": colour, "anchors": [(0, 1), (0, 1)]}))
+        # every point and line on the chart: a far-off point is the one that matters
+        ys = [v for v in (*d.values.tolist(), d.center, d.ucl, d.lcl, d.spec_low, d.spec_high) if v is not None]
+        if ys:
+            lo, hi = min(ys), max(ys)
+            pad = 0.08 * (hi - lo) if hi > lo else max(abs(hi), 1.0) * 0.1
+            p.setYRange(lo - pad, hi + pad, padding=0)
+        p.setXRange(-0.5, max(d.values.size, 1) - 0.5, padding=0)

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QGroupBox,
+    QHeaderView,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -48,7 +49,9 @@ def _table(headers: list[str]) -> QTableWidget:
     t.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
     t.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
     t.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
-    t.horizontalHeader().setStretchLastSection(True)
+    header = t.horizontalHeader()
+    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)  # headers stay readable
+    header.setStretchLastSection(True)
     return t
 
 
@@ -62,7 +65,6 @@ def _fill(t: QTableWidget, rows: list[list[str]], keys: list[str]) -> None:
             t.setItem(r, c, item)
     if keys:
         t.selectRow(keys.index(current) if current in keys else len(keys) - 1)
-    t.resizeColumnsToContents()
 
 
 def selected_key(t: QTableWidget) -> str | None:

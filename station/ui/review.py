@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QFont, QKeySequence, QShortcut, QShowEvent, QHideEvent
+from PySide6.QtGui import QHideEvent, QKeySequence, QShortcut, QShowEvent
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from station.review_labels import AlreadyLabelled, ReviewAction, record_review_label
-from station.ui.review_image import QtPictureView
+from station.ui.review_image import QtPictureView, scaled_font
 from station.ui.review_queue import ReviewDetail, ReviewItem, display_rgb, load_detail, review_queue
 
 PERMISSION = "review"
@@ -48,8 +48,8 @@ def _fmt(v: Any, digits: int = 3) -> str:
 
 def item_text(it: ReviewItem) -> str:
     local = it.started_at.astimezone().strftime("%H:%M:%S") if it.started_at.tzinfo else "?"
-    score = f"  score {it.score:.3f}" if it.score is not None else ""
-    return f"{local}  {it.part_id or '?'}  {DECISION_TEXT.get(it.decision, it.decision)}{score}"
+    score = f"   score {it.score:.3g}" if it.score is not None else ""
+    return f"{DECISION_TEXT.get(it.decision, it.decision)}   {local}\n{it.part_id or '?'}{score}"
 
 
 class QtReviewPage(QWidget):
@@ -78,6 +78,9 @@ class QtReviewPage(QWidget):
         self.queue.setObjectName("reviewQueue")
         self.queue.currentRowChanged.connect(self._on_row)
         self.queue.setMinimumWidth(300)
+        self.queue.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.queue.setWordWrap(True)
+        self.queue.setSpacing(3)
 
         self.picture = QtPictureView()
         self.heatmap_box = QCheckBox("Heatmap (H)")
@@ -155,8 +158,7 @@ class QtReviewPage(QWidget):
     def _action_button(self, text: str, colour: str, slot) -> QPushButton:
         b = QPushButton(text)
         b.setMinimumHeight(64)
-        f = QFont(b.font())
-        f.setPointSizeF(max(12.0, f.pointSizeF() * 1.3))
+        f = scaled_font(b.font(), 1.3)
         f.setBold(True)
         b.setFont(f)
         b.setStyleSheet(f"QPushButton {{ background: {colour}; color: white; border-radius: 6px; padding: 6px; }}"
@@ -271,6 +273,7 @@ class QtReviewPage(QWidget):
             cells = [c["name"] + ("" if c.get("passed") else "  FAIL"), _fmt(c.get("value")), limits]
             for col, text in enumerate(cells):
                 self.spec_table.setItem(r, col, QTableWidgetItem(text))
+        self.spec_table.resizeColumnsToContents()
         self._show_picture()
         self._update_enabled()
 

@@ -14,6 +14,16 @@ def qimage_from_rgb(rgb: np.ndarray) -> QImage:
     return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
 
 
+def scaled_font(font: QFont, factor: float) -> QFont:
+    """``font`` made ``factor`` times bigger, whether the style sheet sized it in points or pixels."""
+    f = QFont(font)
+    if f.pointSizeF() > 0:
+        f.setPointSizeF(f.pointSizeF() * factor)
+    elif f.pixelSize() > 0:
+        f.setPixelSize(round(f.pixelSize() * factor))
+    return f
+
+
 class QtPictureView(QWidget):
     """Paints a picture letterboxed into the widget, or a message when there is none."""
 
@@ -53,8 +63,6 @@ class QtPictureView(QWidget):
             p.drawImage(self.image_rect(), self._image)
         else:
             p.setPen(QColor("#bbbbbb"))
-            f = QFont(self.font())
-            f.setPointSizeF(f.pointSizeF() * 1.4)
-            p.setFont(f)
+            p.setFont(scaled_font(self.font(), 1.4))
             p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self._message)
         p.end()

@@ -60,6 +60,9 @@ def test_empty_store_gives_empty_charts(partb_station):
     rt = partb_station()
     since = shift_start(8.0)
     assert yield_by_hour(rt.store, since) == [] and defect_pareto(rt.store, since) == []
+    now = datetime.now(timezone.utc)
+    filled = yield_by_hour(rt.store, shift_start(8.0, now), fill_until=now)
+    assert len(filled) == 8 and all(h.total == 0 and h.yield_pct is None for h in filled)
     hist = score_histogram(rt.store, threshold=0.5)
     assert hist.n == 0 and hist.counts.sum() == 0
     assert drift_series(rt.store, "focus", 10, None).values.size == 0
@@ -72,7 +75,7 @@ def test_dim_frames_show_as_out_of_control_on_the_drift_chart(partb_station):
     drift = drift_series(rt.store, "brightness", 50, rt.checker.profile)
     assert len(drift.out_of_control) == 2
     assert all(drift.values[i] < drift.lcl for i in drift.out_of_control)
-    assert any("beyond 3 sigma" in a for a in drift.alarms)  # the monitor's rule 1 fires too
+    assert any("beyond 3 sigma" in a for a in drift.alarms) and "WE1" in drift.alarm_rules  # monitor's rule 1
 
 
 def test_charts_page_draws_all_four_charts(qtbot, busy_station, partb_ctx):
