@@ -92,8 +92,11 @@ class SinkRunner:
                     self.queue.renew(ids, self.settings.lease_s)
                     last_renew = time.monotonic()
                 if not items:
+                    # Idle: sleep until the poll interval, or until rows this sink may be
+                    # waiting for were delivered (wake()), but never rescan within 0.1 s.
                     self._wake.wait(self.settings.poll_interval_s)
                     self._wake.clear()
+                    self.stop.wait(min(0.1, self.settings.poll_interval_s))
             except Exception:  # the database was busy for too long, etc.: keep the service alive
                 log.exception("sink %s: dispatcher error", self.sink.name)
                 self.stop.wait(1.0)
@@ -210,7 +213,9 @@ class SyncEngine:
                     r.publish_status(force=force)
                 if force:
                     last_status = time.monotonic()
-                self.queue.flush()
+                if self.queue.flush():
+                    for r in self.runners.values():  # a delivery may unblock rows that require it
+                        r.wake()
             except Exception:
                 log.exception("flushing outcomes failed; they stay buffered and are retried")
 

@@ -6,7 +6,8 @@ transactions tiny and never scans under the write lock:
 - candidates are chosen on a read-only connection (WAL readers take no lock);
 - the claim itself is one short ``UPDATE ... WHERE status = 'pending' ... RETURNING``;
 - outcomes (done / retry / dead) are buffered and written in one transaction per batch
-  (:meth:`OutboxQueue.flush`), so thousands of deliveries cost a few commits a second.
+  (:meth:`OutboxQueue.flush`), so thousands of deliveries cost a few commits a second;
+- this process's commits are not fsynced (``synchronous=NORMAL``, see below).
 
 A claim is a lease: the row becomes ``in_flight`` with ``next_attempt_at`` = the lease's
 end, so a row whose owner died (SIGKILL, power cut) becomes claimable again when the
@@ -22,7 +23,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from cloudsync.sinks.base import OutboxItem
 from station.store import audit as audit_log
@@ -45,6 +46,15 @@ _CANDIDATES_EXPIRED = (
     "SELECT o.id FROM outbox o WHERE o.status = 'in_flight' AND o.sink = :sink "
     "AND o.next_attempt_at <= :now ORDER BY o.priority, o.id LIMIT :n"
 )
+
+
+def _bookkeeping_durability(dbapi_conn: Any, _record: Any) -> None:
+    # Runs after the store's own connect hook (synchronous=FULL). The sync service's
+    # writes are bookkeeping: with NORMAL a commit is not fsynced (it survives a crash of
+    # this process, not a power cut). Losing the last "done" marks to a power cut only
+    # means an idempotent re-send; in exchange the write lock is held for microseconds
+    # instead of an fsync, so the station's own commits do not queue behind ours.
+    dbapi_conn.execute("PRAGMA synchronous=NORMAL")
 
 
 def _now() -> datetime:
@@ -70,6 +80,7 @@ class OutboxQueue:
         if not db.exists():
             raise FileNotFoundError(f"no station database in {self.data_dir}")
         self.writer = make_engine(db, writer=True)
+        event.listen(self.writer, "connect", _bookkeeping_durability)
         self.reader = make_engine(db, writer=False)
         self._pending: list[_Outcome] = []
         self._status: dict[str, dict[str, Any]] = {}

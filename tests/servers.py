@@ -265,8 +265,9 @@ class FaultProxy:
     ``faulted`` count what happened. Requests are read whole (Content-Length bodies).
     """
 
-    def __init__(self, upstream_port: int, port: int = 0) -> None:
+    def __init__(self, upstream_port: int, port: int = 0, latency_s: float = 0.0) -> None:
         self.upstream_port = upstream_port
+        self.latency_s = latency_s  # added to every request: a WAN link's round trip
         self._lock = threading.Lock()
         self._remaining = 0
         self._every = 0
@@ -285,6 +286,8 @@ class FaultProxy:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                if proxy.latency_s:
+                    time.sleep(proxy.latency_s)
                 fault = proxy._next_fault()
                 if fault is not None:
                     self.send_response(fault.status)

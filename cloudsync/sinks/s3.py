@@ -154,7 +154,7 @@ class S3Sink(Sink):
             head = self._existing(key, sha, len(body))
             if head is not None:
                 return Delivered(self._detail(key, head, sha, len(body)), duplicate=True)
-        checksum = _b64(hashlib.sha256(body).digest())
+        checksum = _b64(bytes.fromhex(sha))
         self._throttle(len(body))
         try:
             resp = self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=ctype,
