@@ -54,10 +54,12 @@ def _report(info, created: bool, as_json: bool) -> None:
     if as_json:
         print(json.dumps({**info.to_json(), "created": created}))
         return
-    word = "created" if created else "unchanged, same content as"
+    word = "created" if created else "unchanged: same content as the latest version"
     c = info.counts
-    print(f"dataset {info.ref} {word} ({c['images']} images, {c['masks']} masks; train {c['train']}, "
-          f"validation {c['validation']}, test {c['test']}; manifest sha256 {info.manifest_sha256[:16]})")
+    splits = "; ".join(f"{s} " + ", ".join(f"{n} {label}" for label, n in c[s].items())
+                       for s in ("train", "validation", "test") if c[s])
+    print(f"dataset {info.ref} {word} ({c['images']} images, {c['masks']} masks; {splits}; "
+          f"manifest sha256 {info.manifest_sha256[:16]})")
 
 
 def run_import(args: argparse.Namespace, data_dir: Path) -> int:

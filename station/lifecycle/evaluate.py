@@ -48,10 +48,11 @@ def threshold_info(model: Any) -> dict[str, Any]:
         "selection": sel,
         "explanation": (
             "A part is called defective when its image score is above the threshold. At training "
-            "time the threshold is set to the lowest false-reject rate that misses no defect in "
-            "the validation split (halfway between the lowest defect score and the highest good "
-            "score below it); without validation defects the model keeps its own threshold, "
-            "learned from held-out good images only (variation: max held-out good score x margin)."
+            "time the threshold is chosen for the lowest false-reject rate that misses no defect in "
+            "the validation split: the model's own threshold (learned from held-out good images "
+            "only: max held-out good score x margin) when it already achieves that, as it is the "
+            "more sensitive choice, else halfway between the lowest validation defect score and the "
+            "highest good score below it. Without validation defects the model's own threshold stays."
         ),
     }
 
