@@ -14,6 +14,7 @@ from pathlib import Path
 from calibration.profile import ProfileStore
 from calibration.roi import Roi
 from calibration.spec import ProfileSpecChecker
+from cloudsync.disk_guard import DiskGuard
 from station.capture.base import CameraDriver, PartContext
 from station.capture.factory import make_camera, trigger_mode
 from station.config import LineStationConfig
@@ -91,6 +92,7 @@ class StationRuntime:
         self.checker = checker
         self.detector = detector
         self.cycle = cycle
+        self.disk_guard: DiskGuard | None = None
 
     @classmethod
     def open(cls, cfg: LineStationConfig, data_dir: Path, *, progress: Progress | None = None,
@@ -123,6 +125,8 @@ class StationRuntime:
             runtime = cls(cfg, data_dir, store, camera, ProfileSpecChecker(profile), detector, cycle)
             if arm:
                 cycle.arm()
+            # Disk quota policy: hold the line (never drop data) while the disk is nearly full.
+            runtime.disk_guard = DiskGuard(data_dir, int(cfg.sync.min_free_disk_mb * 2**20)).attach(cycle)
             return runtime
         except BaseException:
             if camera is not None:
@@ -176,6 +180,8 @@ class StationRuntime:
                     log.exception("disarm failed while closing")
             self.camera.close()
         finally:
+            if self.disk_guard is not None:
+                self.disk_guard.close()
             if self.cycle.shadow is not None:
                 self.cycle.shadow.close()
             self.store.close()
