@@ -148,7 +148,7 @@ class S3Server:
                 f"-filer.port.grpc={p[5]}", f"-s3.port={p[6]}", f"-s3.port.grpc={p[7]}",
                 "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false",
                 f"-admin.port={p[8]}", f"-s3.config={cfg}", f"-bucket={self.bucket}",
-                "-volume.max=8", "-master.volumeSizeLimitMB=64"]
+                "-master.volumeSizeLimitMB=64"]  # volume count: auto (free disk / 64 MB)
         self.server = ServerProcess(argv, self.s3_port, self.root / "weed.log").start(60)
         wait_for(self._bucket_ready, 60, "the S3 bucket", 0.2)
         return self
