@@ -66,7 +66,7 @@ class PatchCoreParams:
     proj_dim: int = 64  # random projection of the 152 feature channels (0 = keep all)
     coreset_ratio: float = 0.1  # bank size as a fraction of all training patches ...
     coreset_max: int = 4096  # ... capped here (search time grows with the bank)
-    pool_max: int = 150_000  # patches the coreset is selected from (uniform subsample)
+    pool_max: int = 80_000  # patches the coreset is selected from (uniform subsample)
     select_dim: int = 32  # projection used for distances during coreset selection
     k: int = 1  # nearest neighbours averaged per patch
     sigma: float = 4.0  # Gaussian smoothing of the anomaly map, window pixels

@@ -171,38 +171,54 @@ class PatchFeaturizer:
     def raw_dim(self) -> int:
         return sum(self.backbone.info.channels[n] for n in self.names)
 
-    def layers(self, batch: np.ndarray, win: Window) -> list[np.ndarray]:
-        """Per layer: H8 x W8 x C aggregated maps over the valid grid (float32)."""
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Raw backbone maps, one H_l x W_l x C_l (float32) per layer, finest first."""
         out = self.backbone.features(batch, self.names)
-        gh, gw = win.grid(self.stride)
-        full_h, full_w = out[self.names[0]].shape[2:]
-        maps = []
-        for name in self.names:
-            m = np.ascontiguousarray(out[name][0].transpose(1, 2, 0))
-            if self.aggregate > 1:
-                k = (self.aggregate, self.aggregate)
-                m = cv2.blur(m, k, borderType=cv2.BORDER_REPLICATE)
-            if m.shape[:2] != (full_h, full_w):
-                m = cv2.resize(m, (full_w, full_h), interpolation=cv2.INTER_LINEAR)
-                if m.ndim == 2:
-                    m = m[:, :, None]
-            maps.append(m[:gh, :gw])
-        return maps
+        return [np.ascontiguousarray(out[n][0].transpose(1, 2, 0)) for n in self.names]
 
-    def combine(self, maps: list[np.ndarray]) -> np.ndarray:
-        """(gh*gw) x D patch features from :meth:`layers` output."""
+    def _finish(self, m: np.ndarray, full: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
+        """Aggregate over neighbours, bring to the stride-8 grid, cut to the valid cells."""
+        if self.aggregate > 1:
+            m = cv2.blur(m, (self.aggregate, self.aggregate), borderType=cv2.BORDER_REPLICATE)
+        if m.shape[:2] != full:
+            m = cv2.resize(m, (full[1], full[0]), interpolation=cv2.INTER_LINEAR)
+            if m.ndim == 2:
+                m = m[:, :, None]
+        return m[: grid[0], : grid[1]]
+
+    def layers(self, raw: list[np.ndarray], win: Window) -> list[np.ndarray]:
+        """Per layer: gh x gw x C_l aggregated maps on the stride-8 grid (unscaled)."""
+        grid, full = win.grid(self.stride), raw[0].shape[:2]
+        return [self._finish(m, full, grid) for m in raw]
+
+    def features(self, raw: list[np.ndarray], win: Window) -> np.ndarray:
+        """(gh*gw) x D patch features.
+
+        With a projection, each layer is projected at its own resolution first and then
+        aggregated and upsampled: both are linear per channel, so the result equals
+        projecting the concatenated aggregated maps, at a fraction of the work (64
+        instead of 112 channels through blur and resize, stride-16 rows 4x fewer).
+        """
         if self.layer_scale is None:
             raise RuntimeError("layer_scale not set: measure it on training features first")
-        gh, gw = maps[0].shape[:2]
-        parts = [m.reshape(gh * gw, -1) * np.float32(s) for m, s in zip(maps, self.layer_scale)]
-        feats = np.concatenate(parts, axis=1)
-        if self.projection is not None:
-            feats = feats @ self.projection
-        return np.ascontiguousarray(feats, dtype=np.float32)
+        grid, full = win.grid(self.stride), raw[0].shape[:2]
+        n = grid[0] * grid[1]
+        if self.projection is None:
+            parts = [m.reshape(n, -1) * np.float32(s) for m, s in zip(self.layers(raw, win), self.layer_scale)]
+            return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
+        out = None
+        row = 0
+        for m, s in zip(raw, self.layer_scale):
+            h, w, c = m.shape
+            p = self.projection[row : row + c] * np.float32(s)
+            row += c
+            proj = (m.reshape(h * w, c) @ p).reshape(h, w, -1)
+            part = self._finish(proj, full, grid)
+            out = part.copy() if out is None else out + part
+        return np.ascontiguousarray(out.reshape(n, -1), dtype=np.float32)
 
     def __call__(self, batch: np.ndarray, win: Window) -> tuple[np.ndarray, tuple[int, int]]:
-        maps = self.layers(batch, win)
-        return self.combine(maps), maps[0].shape[:2]
+        return self.features(self.run(batch), win), win.grid(self.stride)
 
 
 def layer_scales(samples: list[list[np.ndarray]]) -> np.ndarray:

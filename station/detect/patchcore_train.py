@@ -91,13 +91,13 @@ def train_patchcore(
                              "inferred from image 0); set PatchCoreParams.bit_depth")
         return im
 
-    def layer_maps(i: int) -> list[np.ndarray]:
-        return feat.layers(to_input(window_image(checked(i), win, alignments[i]), win, max_value), win)
+    def raw_maps(i: int) -> list[np.ndarray]:
+        return feat.run(to_input(window_image(checked(i), win, alignments[i]), win, max_value))
 
     # Pass 1: patch features. The per-layer scale comes from the first images; the random
     # projection is fixed by the seed, so it is the same at every inference.
-    pending = [layer_maps(i) for i in range(min(n, _SCALE_SAMPLES))]
-    feat.layer_scale = layer_scales(pending)
+    pending = [raw_maps(i) for i in range(min(n, _SCALE_SAMPLES))]
+    feat.layer_scale = layer_scales([feat.layers(r, win) for r in pending])
     if params.proj_dim and params.proj_dim < feat.raw_dim:
         feat.projection = rng.normal(0.0, 1.0 / math.sqrt(params.proj_dim),
                                      (feat.raw_dim, params.proj_dim)).astype(np.float32)
@@ -106,8 +106,7 @@ def train_patchcore(
     pool = np.empty((n * keep, dim), np.float32)
     pool_fold = np.empty(n * keep, np.int16)
     for i in range(n):
-        maps = pending[i] if i < len(pending) else layer_maps(i)
-        f = feat.combine(maps)
+        f = feat.features(pending[i] if i < len(pending) else raw_maps(i), win)
         if keep < per_image:
             f = f[rng.choice(per_image, keep, replace=False)]
         pool[i * keep:(i + 1) * keep] = f
@@ -137,7 +136,7 @@ def train_patchcore(
         nn = NearestNeighbours(rows, k=min(params.k, len(rows)))
         del sub
         for i in range(f, n, folds):
-            feats = feat.combine(layer_maps(i))
+            feats = feat.features(raw_maps(i), win)
             dist = nn.distances(feats).reshape(gh, gw)
             held_out[i] = float(_smooth(dist, win, feat.stride, params.sigma).max())
             tick()
