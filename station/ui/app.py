@@ -101,6 +101,7 @@ def open_runtime_with_progress(cfg: LineStationConfig, data_dir: Path) -> Statio
     dialog.canceled.connect(handle.cancel)
     dialog.canceled.connect(loop.quit)
     loop.exec()
+    dialog.canceled.disconnect()  # closing a QProgressDialog emits canceled() too
     dialog.close()
     tasks.shutdown(timeout_ms=120_000)  # a cancelled bootstrap stops at its next step
     rt = result.get("runtime")
@@ -125,6 +126,7 @@ def run_station(cfg: LineStationConfig, data_dir: Path) -> int:
         return 1
     ctx = build_context(runtime)
     window = QtMainWindow(ctx)
+    window.closed.connect(app.quit)
     configure_interpreter()
     # Ctrl-C / SIGTERM close the window cleanly (the line finishes its part first).
     previous = {s: signal.signal(s, lambda *_: window.close()) for s in (signal.SIGINT, signal.SIGTERM)}

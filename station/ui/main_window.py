@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from PySide6.QtCore import QEvent, QObject, QTimer
+from PySide6.QtCore import QEvent, QObject, QTimer, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QApplication,
@@ -59,6 +59,8 @@ class _InputWatcher(QObject):
 
 class QtMainWindow(QMainWindow):
     """The one window of the station application."""
+
+    closed = Signal()  # after shutdown: the application quits on it
 
     def __init__(self, ctx: UiContext, pages: list[PageSpec] | None = None) -> None:
         super().__init__()
@@ -253,3 +255,4 @@ class QtMainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
         self.shutdown()
         super().closeEvent(event)
+        self.closed.emit()
