@@ -68,7 +68,8 @@ def read_sync_state(store: StationStore, stale_s: float, now: datetime | None = 
             .where(OutboxRow.status.in_(("pending", "in_flight")))).one()
         dead = conn.execute(select(func.count()).select_from(OutboxRow)
                             .where(OutboxRow.status == "dead")).scalar_one()
-        rows = conn.execute(select(SinkStatus).order_by(SinkStatus.sink)).scalars().all()
+        table = SinkStatus.__table__
+        rows = conn.execute(select(*table.c).order_by(table.c.sink)).all()
         sinks = [{"sink": r.sink, "state": r.state, "last_error": r.last_error,
                   "last_success_at": _utc(r.last_success_at), "updated_at": _utc(r.updated_at)}
                  for r in rows]
