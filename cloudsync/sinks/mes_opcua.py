@@ -81,6 +81,10 @@ class OpcUaTransport(MesTransport):
             self._drop()
             raise DeliveryError(f"OPC UA {self.config.endpoint} {what} failed: {type(exc).__name__}: {exc}",
                                 retryable=True) from exc
+        except Exception as exc:  # an asyncua internal surprise: start from a fresh session next time
+            self._drop()
+            raise DeliveryError(f"OPC UA {what} failed unexpectedly: {type(exc).__name__}: {exc}",
+                                retryable=True) from exc
 
     def _drop(self) -> None:
         client, self._client = self._client, None

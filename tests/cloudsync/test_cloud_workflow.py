@@ -248,3 +248,5 @@ def test_mes_writeback_lambda_against_a_local_mes(moto_url, monkeypatch):
         mes.stop()
     with pytest.raises(mes_writeback.MesUnavailable):
         mes_writeback.handler(result_input("pass", 9))  # the MES is gone: retryable
+    monkeypatch.setenv("MES_URL", "")  # no cloud-side MES configured: the task is a no-op
+    assert mes_writeback.handler(result_input("pass", 10))["skipped"] == "MES_URL is not set"

@@ -59,13 +59,17 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     rid = event.get("inspection_id")
     if not rid or not event.get("verdict"):
         raise MesRejected("execution input lacks inspection_id or verdict")
+    url = os.environ.get("MES_URL", "")
+    if not url:
+        # Deployed without a cloud-side MES (the station writes back itself): nothing to do.
+        return {"disposition": None, "status": None, "duplicate": False, "skipped": "MES_URL is not set"}
     key = f"{rid}:mes:result"
     body = json.dumps({**event, "message_id": key}, separators=(",", ":")).encode()
     headers = {"Content-Type": "application/json", "Idempotency-Key": key}
     secret = _auth_secret()
     if secret:
         headers[os.environ.get("MES_AUTH_HEADER", "Authorization")] = secret
-    request = urllib.request.Request(os.environ["MES_URL"], data=body, headers=headers, method="POST")
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     timeout = float(os.environ.get("MES_TIMEOUT_S", "5"))
     try:
         with _opener.open(request, timeout=timeout) as resp:
