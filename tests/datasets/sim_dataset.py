@@ -67,3 +67,13 @@ def open_small_station(data_dir: Path, extra_yaml: str = ""):
 
 def run_parts(runtime, n: int) -> list:
     return list(runtime.run(count=n))
+
+
+def run_cli(data_dir: Path, *args: str, timeout: float = 120):
+    """``linestation --data-dir DATA_DIR ARGS...`` in a real process."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.run([sys.executable, "-m", "station.cli", "--data-dir", str(data_dir), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=root)

@@ -1,7 +1,6 @@
 """Fixtures for lifecycle tests: the simulated anomaly dataset and the `linestation` command."""
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,10 +11,6 @@ sys.path.insert(0, str(ROOT / "tests" / "datasets"))  # sim_dataset helpers
 
 from sim_dataset import make_anomaly_folder  # noqa: E402
 
-
-def run_cli(data_dir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "station.cli", "--data-dir", str(data_dir), *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
 @pytest.fixture(scope="session")

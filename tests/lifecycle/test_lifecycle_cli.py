@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from conftest import run_cli
+from sim_dataset import run_cli
 
 EVAL_KEYS = {"image_auroc", "pixel_auroc", "precision", "recall", "f1", "latency_ms_p50", "latency_ms_p99",
              "confusion_matrix", "threshold", "false_reject_rate"}

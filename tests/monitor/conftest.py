@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,10 +12,6 @@ sys.path.insert(0, str(ROOT / "tests" / "datasets"))  # sim_dataset helpers
 
 from sim_dataset import open_small_station, run_parts  # noqa: E402
 
-
-def run_cli(data_dir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "station.cli", "--data-dir", str(data_dir), *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
 @pytest.fixture(scope="session")

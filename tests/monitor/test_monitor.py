@@ -7,7 +7,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from conftest import open_small_station, run_cli, run_parts
+from sim_dataset import open_small_station, run_cli, run_parts
 from station.config import LifecycleConfig
 from station.monitor.charts import ewma, western_electric
 from station.monitor.drift import ks_statistic, psi
