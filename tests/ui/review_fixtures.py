@@ -11,6 +11,7 @@ import gc
 import os
 import shutil
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -49,21 +50,21 @@ def partb_template(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def partb_station(tmp_path, partb_template) -> Iterator[Callable[..., StationRuntime]]:
-    """``make(camera={...}, arm=False, **sections)``: a station with its own database."""
-    opened: list[StationRuntime] = []
+def partb_station(tmp_path, partb_template, partb_ctx) -> Iterator[Callable[..., StationRuntime]]:
+    """``make(camera={...}, arm=False, **sections)``: a station with its own database.
 
+    The stations are closed by ``partb_ctx`` after its contexts and pages, before it checks
+    for leaked threads (a station runs threads of its own: disk guard, shadow model).
+    """
     def make(camera: dict | None = None, arm: bool = False, **sections: object) -> StationRuntime:
-        data_dir = tmp_path / f"data{len(opened)}"
+        data_dir = tmp_path / f"data{len(partb_ctx.runtimes)}"
         for part in ("calibration", "models"):
             shutil.copytree(partb_template / part, data_dir / part)
         rt = StationRuntime.open(sim_config(camera, **sections), data_dir, arm=arm)
-        opened.append(rt)
+        partb_ctx.runtimes.append(rt)
         return rt
 
     yield make
-    for rt in opened:
-        rt.close()
 
 
 def inspect_parts(rt: StationRuntime, count: int) -> list:
@@ -79,7 +80,9 @@ def _running_timers() -> list:
     from PySide6.QtCore import QTimer
     from shiboken6 import isValid
 
-    return [t for t in gc.get_objects() if isinstance(t, QTimer) and isValid(t) and t.isActive()]
+    with warnings.catch_warnings():  # isinstance() on some torch objects warns about deprecated aliases
+        warnings.simplefilter("ignore", FutureWarning)
+        return [t for t in gc.get_objects() if isinstance(t, QTimer) and isValid(t) and t.isActive()]
 
 
 class PartB:
@@ -89,6 +92,7 @@ class PartB:
         self.qtbot = qtbot
         self.contexts: list = []
         self.pages: list = []
+        self.runtimes: list[StationRuntime] = []
 
     def __call__(self, runtime: StationRuntime, role: str = "supervisor"):
         from station.ui.context import UiContext, UiEvents
@@ -139,6 +143,8 @@ class PartB:
             ctx.tasks.deleteLater()
             ctx.notifier.deleteLater()
             ctx.events.deleteLater()
+        for rt in self.runtimes:
+            rt.close()
         app = QApplication.instance()
         for _ in range(3):
             QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
