@@ -162,8 +162,12 @@ def test_server_down_then_up_reconnects(tmp_path, engine):
             with pytest.raises(DeliveryError) as err:
                 sink.deliver(item)
             assert err.value.retryable is True, str(err.value)
+        with pytest.raises(DeliveryError) as err:
+            sink.probe()  # what the engine's circuit asks while the sink is offline
+        assert err.value.retryable is True
         assert time.monotonic() - t0 < 10
         server = MesOpcUaServer(port)
+        sink.probe()
         got = sink.deliver(item)
         assert got.detail["disposition"]["action"] == "scrap"
         assert [c["ResultId"] for c in server.calls] == [item.idempotency_key]
