@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 
 from station.review_labels import AlreadyLabelled, ReviewAction, record_review_label
 from station.ui.review_image import QtPictureView, scaled_font
-from station.ui.review_queue import ReviewDetail, ReviewItem, display_rgb, load_detail, review_queue
+from station.ui.review_queue import ReviewDetail, ReviewItem, load_for_display, review_queue
 
 PERMISSION = "review"
 REFRESH_MS = 5000
@@ -227,7 +227,7 @@ class QtReviewPage(QWidget):
         iid = self.items[row].inspection_id
         self._loading = iid
         store = self.ctx.runtime.store
-        self.ctx.tasks.run(lambda _c: load_detail(store, iid), self._detail_loaded,
+        self.ctx.tasks.run(lambda _c: load_for_display(store, iid), self._detail_loaded,
                            lambda exc: self._detail_failed(iid, exc), label="load review item")
 
     def _detail_loaded(self, detail: ReviewDetail) -> None:
@@ -283,9 +283,7 @@ class QtReviewPage(QWidget):
             why = d.image_error if d is not None and d.image_error else "No image (capture fault)"
             self.picture.set_rgb(None, why)
             return
-        heat = d.heatmap if self.heatmap_box.isChecked() else None
-        bits = (d.document.get("image") or {}).get("bit_depth")
-        self.picture.set_rgb(display_rgb(d.image, bits, heat))
+        self.picture.set_rgb(d.pictures.get(self.heatmap_box.isChecked()))
 
     # --- decisions -----------------------------------------------------------------
     def choose_class(self, name: str | None) -> None:

@@ -49,6 +49,7 @@ class ReviewDetail:
     threshold: float | None
     spec_checks: list[dict[str, Any]] = field(default_factory=list)
     image_error: str = ""  # why the image could not be shown (file missing, unreadable)
+    pictures: dict[bool, np.ndarray] = field(default_factory=dict)  # RGB to show, by "with heatmap"
 
     @property
     def reason(self) -> str:
@@ -124,6 +125,17 @@ def load_detail(store: StationStore, inspection_id: str) -> ReviewDetail:
             heatmap = arr
     return ReviewDetail(item=item, document=doc, image=image, heatmap=heatmap, threshold=threshold,
                         spec_checks=list(doc.get("spec_checks") or []), image_error="; ".join(errors))
+
+
+def load_for_display(store: StationStore, inspection_id: str) -> ReviewDetail:
+    """:func:`load_detail` plus the RGB pictures with and without heatmap, made here (off
+    the GUI thread) so showing and toggling them costs the GUI thread nothing but a paint."""
+    d = load_detail(store, inspection_id)
+    if d.image is not None:
+        bits = (d.document.get("image") or {}).get("bit_depth")
+        d.pictures[False] = display_rgb(d.image, bits)
+        d.pictures[True] = display_rgb(d.image, bits, d.heatmap) if d.heatmap is not None else d.pictures[False]
+    return d
 
 
 def _parse_time(text: str | None) -> datetime:

@@ -164,3 +164,22 @@ def test_supervisor_is_refused_the_wizard(qtbot, partb_station, partb_ctx):
     assert refusals and refusals[-1]["payload"]["permission"] == "calibrate"
     w.close_page()
     win.shutdown()
+
+
+def test_a_long_capture_can_be_cancelled_and_nothing_is_kept(qtbot, partb_station, partb_ctx):
+    rt = partb_station()
+    ctx = partb_ctx(rt, "technician")
+    w = _open(partb_ctx, ctx)
+    _click(qtbot, w.next_btn)
+    qtbot.waitUntil(lambda: w.step == 1 and w._task is None, timeout=T)
+    _click(qtbot, w.next_btn)
+    w.reference_step.count.setValue(1000)
+    _click(qtbot, w.reference_step.capture_btn)
+    qtbot.waitUntil(lambda: w.progress.value() > 0, timeout=T)  # progress shows while it runs
+    assert w.cancel_btn.isVisible() and not w.next_btn.isEnabled()
+    _click(qtbot, w.cancel_btn)
+    assert w._task is None and "Cancelled" in w.status.text()
+    wait_idle(qtbot, ctx)  # the worker stops at the next frame
+    assert w.flow.frames == [] and not w.next_btn.isEnabled()
+    w.close_page()
+    wait_idle(qtbot, ctx)

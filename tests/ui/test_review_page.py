@@ -1,6 +1,7 @@
 """The supervisor review tab, driven with the keyboard on a real station (pytest-qt, offscreen)."""
 from __future__ import annotations
 
+import numpy as np
 from PySide6.QtCore import Qt
 
 from review_fixtures import inspect_parts, partb_ctx, partb_station, partb_template, wait_idle  # noqa: F401
@@ -70,9 +71,12 @@ def test_supervisor_reviews_the_queue_with_the_keyboard(qtbot, partb_station, pa
     assert [it.inspection_id for it in review_queue(rt.store)] == [it.inspection_id for it in queued[3:]]
     assert rt.store.audit_verify().ok
 
-    # H toggles the heatmap off the picture
+    # H toggles the heatmap off the picture (the painted image changes)
+    pics = page.detail.pictures
+    assert not np.array_equal(pics[True], pics[False])  # the heatmap is drawn on the part
+    shown = page.picture._image.copy()
     qtbot.keyClick(page, Qt.Key.Key_H)
-    assert not page.heatmap_box.isChecked()
+    assert not page.heatmap_box.isChecked() and page.picture._image != shown
     page.close_page()
 
 
