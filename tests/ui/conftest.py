@@ -13,6 +13,7 @@ os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before anything imports Qt
 import gc  # noqa: E402
 import shutil  # noqa: E402
 import threading  # noqa: E402
+import warnings  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -58,7 +59,9 @@ def _running_timers() -> list:
     from PySide6.QtCore import QTimer
     from shiboken6 import isValid
 
-    return [t for t in gc.get_objects() if isinstance(t, QTimer) and isValid(t) and t.isActive()]
+    with warnings.catch_warnings():  # isinstance() on lazy modules of other libraries warns
+        warnings.simplefilter("ignore")
+        return [t for t in gc.get_objects() if isinstance(t, QTimer) and isValid(t) and t.isActive()]
 
 
 @pytest.fixture
