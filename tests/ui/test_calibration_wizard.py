@@ -183,3 +183,36 @@ def test_a_long_capture_can_be_cancelled_and_nothing_is_kept(qtbot, partb_statio
     assert w.flow.frames == [] and not w.next_btn.isEnabled()
     w.close_page()
     wait_idle(qtbot, ctx)
+
+
+def test_flow_refuses_bad_requests_with_clear_errors(tmp_path):
+    """The wizard's Qt-free steps: wrong order, too few parts, a camera that loses frames."""
+    from calibration.profile import ProfileNotFound
+    from calibration.ui.flow import CalibrationFlow
+    from station.capture.sim_camera import SimCamera
+
+    audits: list[tuple] = []
+    flow = CalibrationFlow(lambda: SimCamera(width=320, height=256, fault_wait_s=0), ProfileStore(tmp_path),
+                           "r1", username="tech", audit=lambda *a: audits.append(a))
+    with pytest.raises(CalibrationFlowError, match="choose the camera first"):
+        flow.grab()
+    with pytest.raises(CalibrationFlowError, match="build the profile first"):
+        flow.validate(3)
+    assert flow.open_camera() == "SIM-0001"
+    with pytest.raises(CalibrationFlowError, match="at least 3"):
+        flow.capture_golden(2)
+    flow.camera.inject("dropped", 5)
+    with pytest.raises(CalibrationFlowError, match="5 captures in a row failed"):
+        flow.capture_golden(4)
+    assert flow.frames == []
+    flow.capture_golden(4)
+    flow.build_profile(None)
+    flow.camera.inject("dropped", 1)
+    run = flow.validate(3)
+    assert not run.passed and len(run.reports) == 3 and "dropped" in run.summary()
+    with pytest.raises(CalibrationFlowError, match="has not passed"):
+        flow.save()
+    with pytest.raises(ProfileNotFound):
+        flow.roll_back(7)
+    assert audits == [] and ProfileStore(tmp_path).list() == []
+    flow.close()
