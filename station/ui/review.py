@@ -196,6 +196,8 @@ class QtReviewPage(QWidget):
     def _set_items(self, items: list[ReviewItem]) -> None:
         if self._closed:
             return
+        if [it.inspection_id for it in items] == [it.inspection_id for it in self.items] and self.detail is not None:
+            return  # nothing changed: do not rebuild the list under the supervisor's eyes
         current = self.current_id
         self.items = items
         self.queue.blockSignals(True)
