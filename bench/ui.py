@@ -139,7 +139,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0, help="length of the loaded phase")
     ap.add_argument("--baseline-seconds", type=float, default=3.0)
     ap.add_argument("--rate", type=float, default=10.0, help="parts per second inspected")
-    ap.add_argument("--preview-fps", type=float, default=30.0)
+    ap.add_argument("--preview-fps", type=float, default=30.0, help="0: no preview stream (inspected frames only)")
     ap.add_argument("--width", type=int, default=1280)
     ap.add_argument("--height", type=int, default=1024)
     ap.add_argument("--platform", default=None, help="Qt platform (default: xcb with DISPLAY, else offscreen)")
@@ -172,7 +172,8 @@ def main() -> int:
         configure_interpreter()  # as `linestation demo` / `run` do
         hb = Heartbeat()
         stop = threading.Event()
-        feeder = preview_feeder(args.width, args.height, args.preview_fps, ctx.line.preview, stop)
+        feeder = (preview_feeder(args.width, args.height, args.preview_fps, ctx.line.preview, stop)
+                  if args.preview_fps > 0 else None)
         try:
             run_phase(app, op, hb, 1.0)  # warm-up: first paints, caches
             base = run_phase(app, op, hb, args.baseline_seconds)
@@ -182,7 +183,8 @@ def main() -> int:
             inspected = ctx.line.inspected
         finally:
             stop.set()
-            feeder.join(5)
+            if feeder is not None:
+                feeder.join(5)
             win.close()
             rt.close()
     result = {
