@@ -114,7 +114,7 @@ def config(s3: S3Server, bucket: str, moto=None, rig=None, **sync):
     data = {"schema_version": 1, "station": {"plant": "p1", "line": "l1", "station": "s1"},
             "camera": {"type": "sim", "width": 1280, "height": 1024, "seed": 1, "defect_rate": 0.2},
             "detector": {"type": "variation", "train_images": 40}, "recipe": {"name": "bench"},
-            "sync": {"poll_interval_s": 0.05, "backoff_base_s": 0.1, "backoff_max_s": 2.0,
+            "sync": {"poll_interval_s": 0.5, "backoff_base_s": 0.1, "backoff_max_s": 2.0,
                      "s3": {"enabled": True, "endpoint_url": s3.endpoint_url, "bucket": bucket,
                             "workers": 8, **aws}, **sync}}
     if rig is not None:

@@ -135,7 +135,7 @@ class SinkRunner:
                 detail = dict(result.detail)
                 if result.duplicate:
                     detail["duplicate"] = True
-                self.queue.done(item.id, detail)
+                self.queue.done(item.id, detail, item.inspection_id)
                 self.delivered += 1
                 if getattr(self.sink, "confirm_immediately", False):
                     # Shrinks the window in which a crash would send it again to one commit.

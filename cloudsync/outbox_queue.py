@@ -18,7 +18,9 @@ first delivery from one that may already have reached the far side.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+import time
+from collections import deque
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -38,14 +40,56 @@ _REQUIRES_DONE = (
     "NOT EXISTS (SELECT 1 FROM json_each(o.payload, '$.requires') j "
     "JOIN outbox r ON r.idempotency_key = j.value WHERE r.status != 'done')"
 )
-_CANDIDATES_PENDING = (
-    "SELECT o.id FROM outbox o WHERE o.status = 'pending' AND o.sink = :sink "
-    f"AND o.next_attempt_at <= :now AND {_REQUIRES_DONE} ORDER BY o.priority, o.id LIMIT :n"
+# One window of the claim index (status, priority, id) after a cursor; the eligibility of
+# each row for one sink is computed in SQL (the requires check only for that sink's rows).
+# Written as two index ranges (not a row-value comparison) so SQLite seeks to the cursor
+# instead of re-reading the start of the priority block every window.
+# ONE result row per window: Python's sqlite3 releases the GIL around every row it steps,
+# and with a dozen busy upload threads each re-acquisition waits a switch interval, so a
+# 2,000-row window returned row by row took seconds. The aggregate returns: how many index
+# entries were read, the last one, whether any was this sink's, and the eligible ids.
+_WINDOW_SAME = (
+    "WITH w AS MATERIALIZED (SELECT o.id, o.sink, o.next_attempt_at FROM outbox o "
+    "WHERE o.status = 'pending' AND o.priority = :p AND o.id > :i ORDER BY o.id LIMIT :w), "
+    "e AS (SELECT o.id FROM w JOIN outbox o ON o.id = w.id WHERE w.sink = :sink AND w.next_attempt_at <= :now "
+    f"AND {_REQUIRES_DONE} ORDER BY o.id LIMIT :n) "
+    "SELECT (SELECT COUNT(*) FROM w), (SELECT MAX(id) FROM w), "
+    "(SELECT COUNT(*) FROM w WHERE sink = :sink), (SELECT group_concat(id) FROM e)"
+)
+_LEVELS = "SELECT DISTINCT priority FROM outbox WHERE status = 'pending' ORDER BY priority"
+SKIP_LEVEL_S = 60.0  # a priority walked without a row of the sink is skipped this long
+# The unary + keeps SQLite on the inspection_id index (it would otherwise walk every
+# pending row through the claim index: seconds on a 100,000-record backlog).
+_HINTED = (
+    "SELECT o.id FROM outbox o WHERE o.inspection_id IN ({marks}) AND +o.sink = :sink "
+    "AND +o.status = 'pending' AND o.next_attempt_at <= :now "
+    f"AND json_array_length(o.payload, '$.requires') > 0 AND {_REQUIRES_DONE} "  # only what waited
+    "ORDER BY o.priority, o.id LIMIT :n"
 )
 _CANDIDATES_EXPIRED = (
     "SELECT o.id FROM outbox o WHERE o.status = 'in_flight' AND o.sink = :sink "
     "AND o.next_attempt_at <= :now ORDER BY o.priority, o.id LIMIT :n"
 )
+WINDOW_ROWS = 4000  # at most this many index entries per window: bounded work per claim
+MIN_WINDOW = 256
+MAX_WINDOWS = 8  # per claim call; the next call carries on from the cursor
+RESCAN_S = 5.0  # a sink's cursor goes back to the most urgent rows this often
+HINTS_KEPT = 20_000
+
+
+@dataclass
+class _Cursor:
+    levels: list[int]  # the priorities still to walk in this pass
+    id: int = -1
+    reset_at: float = -1e9
+    hint_seq: int = 0
+    seen_sink: bool = False  # a row of this sink was met in the current priority
+    window: int = 256  # index entries per window: grows while nothing is found, shrinks when full
+    skip: dict[int, float] = field(default_factory=dict)  # priority -> skipped until (monotonic)
+
+    @property
+    def at_end(self) -> bool:
+        return not self.levels
 
 
 def _bookkeeping_durability(dbapi_conn: Any, _record: Any) -> None:
@@ -69,6 +113,7 @@ class _Outcome:
     detail: Any = None
     error: str | None = None
     next_at: str | None = None
+    inspection_id: str | None = None
 
 
 class OutboxQueue:
@@ -83,6 +128,9 @@ class OutboxQueue:
         event.listen(self.writer, "connect", _bookkeeping_durability)
         self.reader = make_engine(db, writer=False)
         self._pending: list[_Outcome] = []
+        self._cursors: dict[str, _Cursor] = {}
+        self._hints: deque[str] = deque(maxlen=HINTS_KEPT)  # inspections with a row just done
+        self._hint_seq = 0
         self._status: dict[str, dict[str, Any]] = {}
         self._buf_lock = threading.Lock()
         self._write_lock = threading.Lock()  # one write transaction at a time in this process
@@ -101,12 +149,7 @@ class OutboxQueue:
         payload ``requires`` is already done (S3 objects before the workflow start).
         """
         now = _now()
-        params = {"sink": sink, "now": iso_utc(now), "n": int(limit)}
-        with self.reader.connect() as conn:
-            ids = [r[0] for r in conn.execute(text(_CANDIDATES_PENDING), params)]
-            if len(ids) < limit:
-                params["n"] = limit - len(ids)
-                ids += [r[0] for r in conn.execute(text(_CANDIDATES_EXPIRED), params)]
+        ids = self._candidates(sink, limit, iso_utc(now))
         if not ids:
             return []
         marks = ",".join(str(int(i)) for i in ids)
@@ -121,6 +164,70 @@ class OutboxQueue:
             self.commits += 1
         items = [self._item(r) for r in sorted(rows, key=lambda r: (r.priority, r.id))]
         return self._with_image_metadata(items)
+
+    def _candidates(self, sink: str, limit: int, now: str) -> list[int]:
+        """Row ids to claim, found with bounded work however long the backlog is.
+
+        1. rows of inspections whose other rows were just delivered (what ``requires``
+           was waiting for), by the inspection index;
+        2. a cursor walking the claim index (status, priority, id) one window at a time,
+           back to the most urgent rows every :data:`RESCAN_S`; at the end of the index
+           it waits for the next rescan instead of re-reading everything;
+        3. claims whose lease ran out (their owner died).
+        """
+        cur = self._cursors.setdefault(sink, _Cursor([]))
+        found: list[int] = []
+        with self.reader.connect() as conn:
+            hinted = self._new_hints(cur)
+            for start in range(0, len(hinted), 500):
+                if len(found) >= limit:
+                    break
+                chunk = hinted[start:start + 500]
+                marks = ",".join(f":h{n}" for n in range(len(chunk)))
+                params = {"sink": sink, "now": now, "n": limit - len(found),
+                          **{f"h{n}": v for n, v in enumerate(chunk)}}
+                found += [r[0] for r in conn.execute(text(_HINTED.format(marks=marks)), params)
+                          if r[0] not in found]
+            clock = time.monotonic()
+            if clock - cur.reset_at >= RESCAN_S:
+                # Back to the most urgent rows, skipping priorities in which this sink had no
+                # rows last time (60,000 pending alerts are not re-read by the image uploader).
+                cur.levels = [r[0] for r in conn.execute(text(_LEVELS)) if cur.skip.get(r[0], 0.0) <= clock]
+                cur.id, cur.reset_at, cur.seen_sink = -1, clock, False
+            windows = 0
+            while len(found) < limit and not cur.at_end and windows < MAX_WINDOWS:
+                read, last, of_sink, eligible = conn.execute(text(_WINDOW_SAME), {
+                    "sink": sink, "now": now, "p": cur.levels[0], "i": cur.id, "w": cur.window,
+                    "n": limit - len(found)}).one()
+                windows += 1
+                cur.seen_sink = cur.seen_sink or bool(of_sink)
+                new_ids = [int(x) for x in eligible.split(",")] if eligible else []
+                found += [i for i in new_ids if i not in found]
+                if len(found) >= limit and new_ids:
+                    cur.id = new_ids[-1]  # carry on right after the last row taken
+                elif last is not None:
+                    cur.id = int(last)
+                full = read == cur.window
+                cur.window = (max(MIN_WINDOW, cur.window // 2) if len(found) >= limit
+                              else min(WINDOW_ROWS, cur.window * 4) if not new_ids else cur.window)
+                if not full and len(found) < limit:
+                    done_level = cur.levels.pop(0)  # this priority is read to its end: the next one
+                    if not cur.seen_sink:
+                        cur.skip[done_level] = clock + SKIP_LEVEL_S
+                    cur.id, cur.seen_sink = -1, False
+            if len(found) < limit:
+                found += [r[0] for r in conn.execute(text(_CANDIDATES_EXPIRED),
+                                                     {"sink": sink, "now": now, "n": limit - len(found)})]
+        return found
+
+    def _new_hints(self, cur: _Cursor) -> list[str]:
+        with self._buf_lock:
+            seq = self._hint_seq
+            if seq - cur.hint_seq > len(self._hints):  # fell behind: the cursor rescan covers it
+                cur.hint_seq = seq - len(self._hints)
+            new = list(self._hints)[len(self._hints) - (seq - cur.hint_seq):] if seq > cur.hint_seq else []
+            cur.hint_seq = seq
+        return sorted(set(new))
 
     @staticmethod
     def _item(r: Any) -> OutboxItem:
@@ -173,8 +280,8 @@ class OutboxQueue:
         return int(n or 0)
 
     # --- outcomes (buffered) ----------------------------------------------------------
-    def done(self, row_id: int, detail: dict[str, Any] | None) -> None:
-        self._add(_Outcome("done", row_id, iso_utc(_now()), detail=detail))
+    def done(self, row_id: int, detail: dict[str, Any] | None, inspection_id: str | None = None) -> None:
+        self._add(_Outcome("done", row_id, iso_utc(_now()), detail=detail, inspection_id=inspection_id))
 
     def retry(self, row_id: int, error: str, delay_s: float) -> None:
         now = _now()
@@ -217,6 +324,11 @@ class OutboxQueue:
                 with self.writer.begin() as conn:
                     self._write(conn, batch, status)
                 self.commits += 1
+                done = [o.inspection_id for o in batch if o.op == "done" and o.inspection_id]
+                if done:
+                    with self._buf_lock:  # other rows of these inspections may now be deliverable
+                        self._hints.extend(done)
+                        self._hint_seq += len(done)
             except BaseException:
                 with self._buf_lock:  # keep them for the next flush: an outcome is never dropped
                     self._pending[:0] = batch

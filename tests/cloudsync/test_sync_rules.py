@@ -74,9 +74,9 @@ def test_claims_follow_priority_and_requires_and_leases_expire(tmp_path):
         assert img.payload["metadata"]["part_id"].startswith("P") and img.payload["metadata"]["lot"] == "LOT-7"
         assert q.claim("stepfunctions", 10, lease_s=60) == []  # their S3 rows are not done yet
         for i in s3:
-            q.done(i.id, {"etag": "x"})
+            q.done(i.id, {"etag": "x"}, i.inspection_id)
         q.flush()
-        ready = q.claim("stepfunctions", 10, lease_s=60)
+        ready = q.claim("stepfunctions", 10, lease_s=60)  # found through the delivery hints
         assert len(ready) == 2  # only the inspections whose image and result are both done
         assert len(q.claim("s3", 10, lease_s=0.001)) == 3  # the other images, on a 1 ms lease
         time.sleep(0.01)
