@@ -52,4 +52,5 @@ PAGES: list[PageSpec] = [
     PageSpec("Models", _optional("station.ui.models_panel", "QtModelsPanel"), "models", "models"),
     # ---------------------------------------------------------------------------------
     PageSpec("Health", _health, "view", "health"),
+    PageSpec("Accounts", _optional("station.ui.accounts", "QtAccountsPage"), "users", "accounts"),
 ]

@@ -89,7 +89,7 @@ def station_window(qtbot, tmp_path, ui_template) -> Iterator[Callable[..., objec
         rt = StationRuntime.open(ui_config(camera, **ui), data_dir)
         ctx = build_context(rt)
         # only this part's pages: part B's pages have tests of their own
-        win = QtMainWindow(ctx, [p for p in PAGES if p.key in ("operator", "health")])
+        win = QtMainWindow(ctx, [p for p in PAGES if p.key in ("operator", "health", "accounts")])
         win.resize(1600, 1000)
         win.show()
         qtbot.waitExposed(win)
