@@ -116,18 +116,22 @@ def main(argv: list[str] | None = None) -> int:
             return not only or name in only
 
         try:
+            admin_secret = None
             if ctx.users.needs_first_admin():
                 if want("first-run"):
                     shots.shoot("first-run")
-                ctx.users.create_first_admin("admin", secrets.token_urlsafe(16), "Station admin")
+                admin_secret = secrets.token_urlsafe(16)
+                ctx.users.create_first_admin("admin", admin_secret, "Station admin")
             win.show_entry_screen()
             win.sign_in_screen.username.setText("admin")
             win.sign_in_screen.secret.setText("••••")
             if want("sign-in"):
                 shots.shoot("sign-in")
-            ctx.users.ensure_demo_users()
-            # a technician-level demo account sees every page but user admin
-            win.sign_in_screen.demo_sign_in("technician")
+            if admin_secret is not None:  # the admin sees every page
+                win.sign_in_screen.signed_in.emit(ctx.users.sign_in("admin", admin_secret))
+            else:  # a data dir with an admin we do not know: the demo technician
+                ctx.users.ensure_demo_users()
+                win.sign_in_screen.demo_sign_in("technician")
             wait_for(lambda: "operator" in win.pages)
             cases = [("operator-pass", {"pass"}, False, None),
                      ("operator-defect-heatmap", {"reject"}, True, None),

@@ -60,6 +60,8 @@ QPushButton:checked {{ background: #0072B2; border-color: #56B4E9; }}
 QLineEdit {{ background: #101215; border: 2px solid #56606e; border-radius: 8px; padding: 8px 12px;
              font-size: 30px; min-height: 52px; }}
 QLineEdit:focus {{ border-color: #56B4E9; }}
+QComboBox {{ background: #101215; border: 2px solid #56606e; border-radius: 8px; padding: 6px 12px;
+             font-size: 24px; min-height: 40px; }}
 QLabel#topTitle {{ font-size: 26px; font-weight: bold; }}
 QLabel#topUser {{ font-size: 22px; color: {MUTED}; }}
 QLabel#muted {{ color: {MUTED}; }}
