@@ -29,6 +29,7 @@ def resolve_model(registry, name: str) -> str | None:
 def run(args: argparse.Namespace, data_dir: Path) -> int:
     from station.datasets.store import DatasetError, DatasetStore
     from station.detect.registry import ModelRegistry, ModelStoreError
+    from station.lifecycle.align import aligner_for_model
     from station.lifecycle.evaluate import evaluate_model
     from station.lifecycle.progress import ProgressBar
 
@@ -42,7 +43,9 @@ def run(args: argparse.Namespace, data_dir: Path) -> int:
     try:
         model = registry.load(model_id)
         dataset = store.load(args.dataset)
-        ev = evaluate_model(model, store, dataset, split=args.split, progress=lambda d, t: bar("evaluating", d, t))
+        aligner = aligner_for_model(registry.info(model_id).meta, data_dir)
+        ev = evaluate_model(model, store, dataset, split=args.split, progress=lambda d, t: bar("evaluating", d, t),
+                            aligner=aligner)
     except (DatasetError, ModelStoreError, ValueError) as e:
         print(f"evaluation failed: {e}", file=sys.stderr)
         return EXIT_FAIL

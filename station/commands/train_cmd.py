@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="default: patchcore where installed, else variation")
     p.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE",
                    help="model parameter (repeatable), e.g. --param downscale=4")
+    p.add_argument("--calibration", default=None, metavar="SERIAL/RECIPE@vN",
+                   help="register images to this calibration profile and use its ROI, as the station does "
+                        "(for datasets of the station's own captures)")
     p.add_argument("--json", action="store_true", help="print one JSON object with key 'model'")
     p.set_defaults(func=run)
 
@@ -39,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, data_dir: Path) -> int:
     from station.datasets.store import DatasetError, DatasetStore
     from station.detect.registry import ModelRegistry
+    from station.lifecycle.align import AlignError
     from station.lifecycle.progress import ProgressBar
     from station.lifecycle.trainers import TrainError, train_from_dataset
 
@@ -48,8 +52,8 @@ def run(args: argparse.Namespace, data_dir: Path) -> int:
         dataset = store.load(args.dataset)
         model_id, model, choice = train_from_dataset(
             store, dataset, ModelRegistry(data_dir / "models"), model_type=model_type,
-            params=dict(args.param), progress=ProgressBar())
-    except (DatasetError, TrainError) as e:
+            params=dict(args.param), progress=ProgressBar(), calibration=args.calibration)
+    except (DatasetError, TrainError, AlignError) as e:
         print(f"training failed: {e}", file=sys.stderr)
         return EXIT_FAIL
     if args.json:

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from station.datasets.store import DatasetError, DatasetStore
 from station.detect.registry import ModelRegistry, ModelStoreError
+from station.lifecycle.align import AlignError, aligner_for_model
 from station.lifecycle.evaluate import evaluate_model
 from station.lifecycle.gate import GateResult, check_gate
 
@@ -66,7 +67,8 @@ def evaluation_for(registry: ModelRegistry, datasets: DatasetStore, model_id: st
     if (stored and stored.get("split") == split and stored.get("model_hash") == model.model_hash
             and stored.get("dataset_manifest_sha256") == dataset.info.manifest_sha256):
         return stored
-    ev = evaluate_model(model, datasets, dataset, split=split, progress=progress)
+    aligner = aligner_for_model(registry.info(model_id).meta, datasets.root.parent)
+    ev = evaluate_model(model, datasets, dataset, split=split, progress=progress, aligner=aligner)
     registry.save_evaluation(model_id, key, ev)
     return ev
 
@@ -94,7 +96,7 @@ def deploy(registry: ModelRegistry, datasets: DatasetStore, auditor: Auditor, mo
     try:
         ref = datasets.resolve(ref).ref
         candidate = evaluation_for(registry, datasets, model_id, ref, gate_cfg.split, progress)
-    except DatasetError as e:
+    except (DatasetError, AlignError) as e:
         raise DeployError(f"gate dataset {ref}: {e}") from e
     except ValueError as e:
         raise DeployError(f"model {model_id} cannot be evaluated on {ref}: {e}") from e

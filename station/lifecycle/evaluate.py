@@ -58,8 +58,13 @@ def threshold_info(model: Any) -> dict[str, Any]:
 
 
 def evaluate_model(model: Any, store: DatasetStore, dataset: Dataset, *, split: str = "test",
-                   progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Evaluate ``model`` on ``split`` of ``dataset``; raise ValueError if the split is empty."""
+                   progress: Callable[[int, int], None] | None = None,
+                   aligner: Callable[[np.ndarray], np.ndarray | None] | None = None) -> dict[str, Any]:
+    """Evaluate ``model`` on ``split`` of ``dataset``; raise ValueError if the split is empty.
+
+    ``aligner`` registers each image as the live cycle does (for models trained on
+    registered frames, see :mod:`station.lifecycle.align`); it is not timed.
+    """
     entries = dataset.split(split)
     if not entries:
         raise ValueError(f"dataset {dataset.info.ref} has no {split!r} images "
@@ -70,8 +75,9 @@ def evaluate_model(model: Any, store: DatasetStore, dataset: Dataset, *, split: 
     per_class: dict[str, list[int]] = {}
     for i, e in enumerate(entries, 1):
         img = store.read_image(e)
+        alignment = aligner(img) if aligner is not None else None
         t0 = time.perf_counter()
-        res = model.detect(img)
+        res = model.detect(img, alignment=alignment)
         latencies.append(time.perf_counter() - t0)
         labels.append(0 if e.is_good else 1)
         scores.append(float(res.score))
@@ -99,6 +105,7 @@ def evaluate_model(model: Any, store: DatasetStore, dataset: Dataset, *, split: 
         "dataset": dataset.info.ref,
         "dataset_manifest_sha256": dataset.info.manifest_sha256,
         "split": split,
+        "registered": aligner is not None,
         "n_images": len(entries),
         "n_good": int(len(y) - y.sum()),
         "n_defect": int(y.sum()),

@@ -16,8 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from calibration.roi import Roi
 from station.datasets.store import Dataset, DatasetEntry, DatasetStore
 from station.detect.registry import ModelRegistry
+from station.lifecycle.align import Aligner, aligner_from_profile, load_profile
 from station.lifecycle.threshold import ThresholdChoice, select_threshold
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -47,20 +49,23 @@ class LazyImages(Sequence[np.ndarray]):
 
 @dataclass(frozen=True)
 class Trainer:
-    """How to train one model type: ``train(images, params, progress) -> model``."""
+    """How to train one model type: ``train(module, images, params, progress, roi, alignments) -> model``."""
 
     model_type: str
     module: str  # imported on use, so a model family that is not installed fails only when asked for
-    train: Callable[[Any, Sequence[np.ndarray], dict[str, Any], Progress], Any]
+    train: Callable[..., Any]
     passes: int  # how often the trainer reads the image sequence (for the progress bar)
 
 
-def _train_variation(mod: Any, images: Sequence[np.ndarray], params: dict[str, Any], progress: Progress) -> Any:
-    return mod.VariationModel.train(images, params=mod.VariationParams.from_dict(params))
+def _train_variation(mod: Any, images: Sequence[np.ndarray], params: dict[str, Any], progress: Progress,
+                     roi: Roi | None, alignments: list | None) -> Any:
+    return mod.VariationModel.train(images, roi=roi, alignments=alignments,
+                                    params=mod.VariationParams.from_dict(params))
 
 
-def _train_patchcore(mod: Any, images: Sequence[np.ndarray], params: dict[str, Any], progress: Progress) -> Any:
-    return mod.PatchCoreModel.train(images, params=mod.PatchCoreParams.from_dict(params),
+def _train_patchcore(mod: Any, images: Sequence[np.ndarray], params: dict[str, Any], progress: Progress,
+                     roi: Roi | None, alignments: list | None) -> Any:
+    return mod.PatchCoreModel.train(images, roi=roi, alignments=alignments, params=mod.PatchCoreParams.from_dict(params),
                                     progress=lambda done, total: progress("training", done, total))
 
 
@@ -84,18 +89,25 @@ def with_threshold(model: Any, threshold: float, choice: ThresholdChoice) -> Any
     return type(model).from_state(arrays, meta)
 
 
-def choose_threshold(model: Any, store: DatasetStore, validation: Sequence[DatasetEntry]) -> ThresholdChoice:
+def choose_threshold(model: Any, store: DatasetStore, validation: Sequence[DatasetEntry],
+                     aligner: Aligner | None = None) -> ThresholdChoice:
     good, bad = [], []
     for e in validation:
-        score = float(model.detect(store.read_image(e)).score)
+        img = store.read_image(e)
+        score = float(model.detect(img, alignment=aligner(img) if aligner else None).score)
         (good if e.is_good else bad).append(score)
     return select_threshold(good, bad, float(model.threshold))
 
 
 def train_from_dataset(store: DatasetStore, dataset: Dataset, registry: ModelRegistry, *, model_type: str,
-                       params: dict[str, Any] | None = None, progress: Progress | None = None
-                       ) -> tuple[str, Any, ThresholdChoice]:
-    """Train, choose the threshold, save with lineage; return (model id, model, threshold choice)."""
+                       params: dict[str, Any] | None = None, progress: Progress | None = None,
+                       calibration: str | None = None) -> tuple[str, Any, ThresholdChoice]:
+    """Train, choose the threshold, save with lineage; return (model id, model, threshold choice).
+
+    ``calibration`` (a profile label, ``SERIAL/RECIPE@vN``) registers every image to that
+    profile's reference and uses its ROI, as the live cycle does: use it for datasets of
+    the station's own captures, so the model's scores mean the same offline and online.
+    """
     trainer = TRAINERS.get(model_type)
     if trainer is None:
         raise TrainError(f"unknown model type {model_type!r} (known: {', '.join(sorted(TRAINERS))})")
@@ -107,6 +119,11 @@ def train_from_dataset(store: DatasetStore, dataset: Dataset, registry: ModelReg
     goods = [e for e in dataset.split("train") if e.is_good]
     if not goods:
         raise TrainError(f"dataset {dataset.info.ref} has no good images in its train split")
+    aligner = roi = alignments = None
+    if calibration:
+        profile = load_profile(store.root.parent, calibration)
+        aligner, roi, calibration = aligner_from_profile(profile), profile.roi, profile.label
+        alignments = [aligner(img) for img in LazyImages(store, goods)]
     total = len(goods) * trainer.passes
     done = [0]
 
@@ -116,13 +133,13 @@ def train_from_dataset(store: DatasetStore, dataset: Dataset, registry: ModelReg
 
     t0 = time.perf_counter()
     try:
-        model = trainer.train(mod, LazyImages(store, goods, tick), dict(params or {}), progress)
+        model = trainer.train(mod, LazyImages(store, goods, tick), dict(params or {}), progress, roi, alignments)
     except ValueError as e:  # bad parameters, too few images, mixed image sizes
         raise TrainError(f"cannot train {model_type} on {dataset.info.ref}: {e}") from e
     train_s = time.perf_counter() - t0
     validation = dataset.split("validation")
     progress("choosing threshold", 0, len(validation))
-    choice = choose_threshold(model, store, validation)
+    choice = choose_threshold(model, store, validation, aligner)
     model = with_threshold(model, choice.value, choice)  # records the choice even when the value stays
     progress("choosing threshold", len(validation), len(validation))
     info = dataset.info
@@ -130,6 +147,7 @@ def train_from_dataset(store: DatasetStore, dataset: Dataset, registry: ModelReg
         "name": info.name, "version": info.version, "ref": info.ref, "manifest_sha256": info.manifest_sha256,
         "train_images": len(goods), "params": dict(params or {}), "model_type": model_type,
         "train_seconds": round(train_s, 3), "threshold": choice.to_json(),
+        **({"calibration": calibration} if calibration else {}),
     }
     model_id = registry.save(model, dataset=lineage)
     return model_id, model, choice

@@ -105,10 +105,12 @@ def score_drift(conn, registry: ModelRegistry, active: str | None, cfg: Any) -> 
     if active is None:
         return {"note": "no active model"}, []
     ref, source = _reference_scores(registry, active)
-    recent = [float(s) for s in conn.execute(
-        select(Inspection.score).where(Inspection.model_id == active, Inspection.is_anomalous.is_(False),
-                                       Inspection.score.is_not(None))
-        .order_by(Inspection.id.desc()).limit(cfg.window)).scalars()]
+    # the last `window` parts this model scored, of which those it called good
+    rows = conn.execute(
+        select(Inspection.score, Inspection.is_anomalous).where(Inspection.model_id == active,
+                                                                 Inspection.score.is_not(None))
+        .order_by(Inspection.id.desc()).limit(cfg.window)).all()
+    recent = [float(s) for s, anomalous in rows if anomalous is False or anomalous == 0]
     out: dict[str, Any] = {"model": active, "reference": source or None, "n_reference": len(ref), "n_recent": len(recent)}
     if not ref:
         out["note"] = f"no stored evaluation with scores for {active}: run linestation evaluate"
@@ -116,7 +118,8 @@ def score_drift(conn, registry: ModelRegistry, active: str | None, cfg: Any) -> 
     if len(recent) < cfg.min_scores:
         out["note"] = f"{len(recent)} recent good-called scores, need {cfg.min_scores}"
         return out, []
-    out["ks"], out["psi"] = ks_statistic(ref, recent), psi(ref, recent)
+    # at least ~5 reference scores per PSI bin, or the index measures its own sampling noise
+    out["ks"], out["psi"] = ks_statistic(ref, recent), psi(ref, recent, bins=max(2, min(10, len(ref) // 5)))
     alarms = []
     if out["psi"] > cfg.score_psi_alarm or out["ks"] > cfg.score_ks_alarm:
         alarms.append(Alarm("score", "score_drift", len(recent) - 1, out["psi"],

@@ -118,3 +118,24 @@ def test_control_chart_and_drift_statistics():
     moved = rng.normal(0.4, 0.05, 200)
     assert ks_statistic(ref, same) < 0.15 and psi(ref, same) < 0.1
     assert ks_statistic(ref, moved) > 0.5 and psi(ref, moved) > 0.25
+
+
+def test_score_drift_against_the_models_evaluated_distribution(station):
+    assert run_cli(station, "dataset", "import-station", "line", "--decisions", "pass").returncode == 0
+    ev = run_cli(station, "evaluate", "active", "--dataset", "line", "--json")
+    assert ev.returncode == 0, ev.stderr
+    assert json.loads(ev.stdout)["registered"]  # scored on registered frames, as on the line
+    before = _status(station)["score_drift"]
+    assert before["reference"] == "line@1 test" and before["ks"] < LIFE.monitor.score_ks_alarm
+    assert before["psi"] < LIFE.monitor.score_psi_alarm
+    rt = open_small_station(station)
+    try:
+        rt.camera.set_exposure(rt.camera.exposure_us * 1.015)
+        run_parts(rt, 40)
+    finally:
+        rt.close()
+    recent = LIFE.monitor.model_copy(update={"window": 40, "min_scores": 15})  # only the drifted parts
+    after = monitor_status(station, recent, LIFE.retrain)
+    assert after["score_drift"]["n_recent"] >= 15
+    assert after["score_drift"]["ks"] > LIFE.monitor.score_ks_alarm
+    assert "score_drift" in {a["rule"] for a in after["alarms"]}, after["score_drift"]
