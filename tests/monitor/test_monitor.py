@@ -139,3 +139,17 @@ def test_score_drift_against_the_models_evaluated_distribution(station):
     assert after["score_drift"]["n_recent"] >= 15
     assert after["score_drift"]["ks"] > LIFE.monitor.score_ks_alarm
     assert "score_drift" in {a["rule"] for a in after["alarms"]}, after["score_drift"]
+
+
+def test_train_on_station_captures_registered_to_the_calibration(station):
+    assert run_cli(station, "dataset", "import-station", "line", "--decisions", "pass").returncode == 0
+    bad = run_cli(station, "train", "--dataset", "line", "--model-type", "variation", "--calibration", "SIM-0001/demo@v9")
+    assert bad.returncode == 1 and "calibration profile SIM-0001/demo@v9" in bad.stderr
+    out = run_cli(station, "train", "--dataset", "line", "--model-type", "variation",
+                  "--calibration", "SIM-0001/demo@v1", "--json")
+    assert out.returncode == 0, out.stderr
+    model = json.loads(out.stdout)["model"]
+    meta = json.loads((station / "models" / model / "model.json").read_text())
+    assert meta["dataset"]["calibration"].startswith("SIM-0001/demo@v1#")
+    ev = json.loads(run_cli(station, "evaluate", model, "--dataset", "line", "--json").stdout)
+    assert ev["registered"] and ev["false_reject_rate"] == 0.0
