@@ -11,6 +11,7 @@ import getpass
 import json
 import re
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 from station.commands.common import EXIT_FAIL, EXIT_OK
@@ -42,8 +43,6 @@ def record_event(store, kind: str, note: str, username: str) -> int:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if not re.match(r"^[A-Za-z0-9_.@-]{1,64}$", username):
         raise ValueError(f"bad user name {username!r}")
-    from datetime import datetime, timezone
-
     at = datetime.now(timezone.utc)
     with store.engine.begin() as conn:
         event_id = conn.execute(insert(LineEvent).values(kind=kind, note=note, username=username, at=at)

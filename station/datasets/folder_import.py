@@ -26,7 +26,6 @@ from station.datasets.store import (
     DatasetStore,
     decode_image,
     mask_to_bool,
-    sha256_bytes,
 )
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -139,7 +138,3 @@ def import_anomaly_folder(store: DatasetStore, name: str, folder: Path | str, *,
         entries = _carve_validation(entries, validation_fraction)
     return store.create(name, entries, source=f"folder:{root}",
                         meta={"validation_fraction": validation_fraction})
-
-
-def content_hash_of_file(path: Path) -> str:
-    return sha256_bytes(path.read_bytes())
