@@ -24,6 +24,7 @@ from calibration.profile import ProfileStore
 from calibration.ui.flow import CalibrationFlow, StepCancelled, live_stats
 from calibration.ui.steps import QtCameraStep, QtExposureStep, QtReferenceStep, QtSaveStep, QtTolerancesStep, \
     QtValidationStep
+from station.users import PermissionDenied  # the station's accounts: the wizard runs in its window
 
 PERMISSION = "calibrate"
 LIVE_MS = 200
@@ -222,7 +223,7 @@ class QtCalibrationWizard(QWidget):
     def _allowed(self, what: str) -> bool:
         try:
             self.ctx.require(PERMISSION, what)
-        except Exception:  # PermissionDenied: audited and shown by ctx.require
+        except PermissionDenied:  # audited and shown by ctx.require
             self._update_buttons()
             return False
         return True

@@ -35,6 +35,7 @@ from station.detect.registry import ModelRegistry
 from station.lifecycle.deploy import deploy, evaluation_for, gate_dataset, rollback
 from station.lifecycle.gate import check_gate
 from station.lifecycle.trainers import train_from_dataset
+from station.users import PermissionDenied
 
 PERMISSION = "models"
 METRICS = (("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"), ("precision", "precision"),
@@ -244,7 +245,7 @@ class QtModelsPanel(QWidget):
             return
         try:
             session = self.ctx.require(PERMISSION, permission_what)
-        except Exception:  # PermissionDenied: refused, audited and shown by ctx.require
+        except PermissionDenied:  # refused, audited and shown by ctx.require
             return
         self.status.setText(f"{what} ...")
         self.progress.setRange(0, 0)

@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 from station.review_labels import AlreadyLabelled, ReviewAction, record_review_label
 from station.ui.review_image import QtPictureView, scaled_font
 from station.ui.review_queue import ReviewDetail, ReviewItem, load_for_display, review_queue
+from station.users import PermissionDenied
 
 PERMISSION = "review"
 REFRESH_MS = 5000
@@ -322,7 +323,7 @@ class QtReviewPage(QWidget):
             return
         try:
             session = self.ctx.require(PERMISSION, f"review {action.value.replace('_', ' ')}")
-        except Exception:  # PermissionDenied: refused, audited and told by ctx.require
+        except PermissionDenied:  # refused, audited and told by ctx.require
             self._update_enabled()
             return
         iid = self.detail.item.inspection_id
