@@ -140,7 +140,7 @@ def evaluate(model, tests: list[tuple[Path, Path | None, int]], map_side: int) -
 
 def frame_latency(params: PatchCoreParams, n: int) -> dict[str, Any]:
     """PatchCore detect() on 1280x1024 Mono8 sim frames (20% with defects)."""
-    good = render_good(20, seed=1, width=1280, height=1024)
+    good = render_good(40, seed=1, width=1280, height=1024)  # enough patches for a full-size bank
     model = PatchCoreModel.train(good, params=params)
     cam = SimCamera(width=1280, height=1024, defect_rate=0.2, seed=2)
     frames = [cam.render(i, fault=None)[0] for i in range(16)]

@@ -63,7 +63,7 @@ class PatchCoreParams:
 
     long_side: int = 320  # window long side in pixels (the ROI is scaled, aspect kept)
     aggregate: int = 3  # local neighbourhood averaged into each patch feature (odd, 1 = off)
-    proj_dim: int = 64  # random projection of the 152 feature channels (0 = keep all)
+    proj_dim: int = 0  # random projection of the 152 feature channels (0 = keep all: best maps)
     coreset_ratio: float = 0.1  # bank size as a fraction of all training patches ...
     coreset_max: int = 4096  # ... capped here (search time grows with the bank)
     pool_max: int = 80_000  # patches the coreset is selected from (uniform subsample)

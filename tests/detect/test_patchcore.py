@@ -177,3 +177,17 @@ def test_bad_input_is_refused_clearly(mono8):
     with pytest.raises(ValueError, match="unknown PatchCoreParams keys"):
         PatchCoreParams.from_dict({"long_sid": 320})
     assert PatchCoreParams.from_dict(PatchCoreParams().to_dict()) == PatchCoreParams()
+
+
+def test_random_projection_option_round_trips(tmp_path):
+    model = PatchCoreModel.train(render_good(N_TRAIN, seed=3, width=W, height=H),
+                                 params=PatchCoreParams(proj_dim=48))
+    assert model.projection is not None and model.bank.shape[1] == 48
+    for img, meta in _defects("scratch", 2):
+        r = model.detect(img)
+        assert r.is_anomalous and _hits(r.anomaly_mask, meta["defect_bbox"])
+    assert not model.detect(render_good(1, seed=4, width=W, height=H)[0]).is_anomalous
+    reg = ModelRegistry(tmp_path)
+    loaded = reg.load(reg.save(model))
+    img = _defects("scratch", 1)[0][0]
+    assert loaded.detect(img).score == model.detect(img).score
