@@ -23,6 +23,7 @@ from station.ui.context import UiContext, UiEvents
 from station.ui.line_runner import LineRunner
 from station.ui.notify import Notifier
 from station.ui.tasks import TaskControl, TaskRunner
+from station.ui.theme import STYLESHEET
 from station.users import UserDirectory
 
 log = logging.getLogger(__name__)
@@ -77,8 +78,10 @@ def open_runtime_with_progress(cfg: LineStationConfig, data_dir: Path) -> Statio
     dialog = QProgressDialog("Opening the station ...", "Cancel", 0, 0)
     dialog.setWindowTitle("LineStation")
     dialog.setWindowModality(Qt.WindowModality.ApplicationModal)
-    dialog.setMinimumWidth(640)
-    dialog.setMinimumDuration(300)
+    dialog.setMinimumWidth(720)
+    dialog.setStyleSheet(STYLESHEET)
+    dialog.setMinimumDuration(0)
+    dialog.show()  # a busy dialog never reaches the auto-show that setValue() would trigger
     tasks = TaskRunner()
     loop = QEventLoop()
     result: dict[str, object] = {}
