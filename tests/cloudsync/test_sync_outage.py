@@ -96,7 +96,7 @@ def test_http_500s_and_throttling_are_retried_until_delivered(tmp_path, s3_serve
     sfn_link = FaultProxy(rig.moto.port).start()
     sns_link = FaultProxy(rig.moto.port).start()
     try:
-        s3_link.fail_every(3, HTTP_500)
+        s3_link.plan(16, HTTP_500)  # more in a row than the SDK's own retry absorbs
         sfn_link.fail_every(2, SFN_THROTTLED)
         sns_link.fail_every(2, SNS_THROTTLED)
         data = tmp_path / "data"
@@ -104,7 +104,7 @@ def test_http_500s_and_throttling_are_retried_until_delivered(tmp_path, s3_serve
         cfg = full_config(s3_server, bucket, rig, s3_url=s3_link.endpoint_url, moto_url=sfn_link.endpoint_url,
                           sns_url=sns_link.endpoint_url, offline_after_failures=50)
         with running_sync(cfg, data):
-            wait_until(lambda: s3_link.faulted >= 5, 30, "S3 500s")
+            wait_until(lambda: s3_link.faulted >= 16, 30, "S3 500s")
             s3_link.fail_every(4, S3_SLOWDOWN)
             wait_drained(data, timeout_s=90)
         assert s3_link.faulted >= 5 and sfn_link.faulted >= 3 and sns_link.faulted >= 3
@@ -183,8 +183,8 @@ def test_sync_process_sigkilled_repeatedly_during_a_drain(tmp_path, s3_server, b
 
 def test_sigterm_finishes_or_hands_back_every_claim(tmp_path, s3_server, bucket, rig):
     data = tmp_path / "data"
-    record_inspections(data, 30, size=160)
-    cfg = full_config(s3_server, bucket, rig, bandwidth_bytes_per_s=200_000)
+    record_inspections(data, 60, size=160)  # ~1.6 MB of images at 100 kB/s: a long drain
+    cfg = full_config(s3_server, bucket, rig, bandwidth_bytes_per_s=100_000)
     cfg_path = write_config(cfg, tmp_path / "sync.yaml")
     with open(tmp_path / "sync.log", "ab") as log:
         proc = _sync_proc(cfg_path, data, log)
