@@ -12,9 +12,12 @@ After Roth et al., "Towards Total Recall in Industrial Anomaly Detection" (Patch
   of the smoothed map, so a score above the threshold always comes with mask pixels.
 - **Threshold** (explicit, from held-out good images): the training images are split into
   ``folds``; each image is scored against the bank *without the patches that came from
-  its own fold*, which is what an unseen good part sees. The threshold is
-  ``max(held-out good scores) * margin``: no training image would be rejected, with
-  ``margin`` of head room for production variation. The held-out score distribution is kept in
+  its own fold*, which is what an unseen good part sees. The threshold is the
+  ``1 - frr_target`` quantile of the held-out good scores (an observed score, never
+  interpolated below it; with fewer than ``1 / frr_target`` images it is their maximum)
+  times ``margin``, head room for production variation. The quantile, not the maximum,
+  because with hundreds of images the maximum is one odd image (a soiled part), and
+  a threshold set by it misses most small defects. The held-out score distribution is kept in
   ``training["good_scores"]`` so monitoring can compare live scores against it.
 - **Mask**: pixels of the smoothed map above the threshold (empty when not anomalous);
   ``TotalPercentageArea`` is its share of the ROI. The heatmap is the smoothed map in frame
@@ -70,7 +73,8 @@ class PatchCoreParams:
     select_dim: int = 32  # projection used for distances during coreset selection
     k: int = 1  # nearest neighbours averaged per patch
     sigma: float = 4.0  # Gaussian smoothing of the anomaly map, window pixels
-    margin: float = 1.1  # threshold = max(held-out good scores) * margin
+    margin: float = 1.1  # threshold = quantile(held-out good scores, 1 - frr_target) * margin
+    frr_target: float = 0.01  # share of held-out good images allowed above the quantile
     folds: int = 5  # folds of the held-out threshold estimate
     seed: int = 0
     bit_depth: int | None = None  # significant bits of uint16 input; None: inferred
@@ -96,6 +100,7 @@ class PatchCoreParams:
         need(is_int(self.k) and self.k >= 1, f"k must be an int >= 1, got {self.k!r}")
         need(isinstance(self.sigma, (int, float)) and self.sigma >= 0, f"sigma must be >= 0, got {self.sigma!r}")
         need(isinstance(self.margin, (int, float)) and self.margin >= 1.0, f"margin must be >= 1, got {self.margin!r}")
+        need(isinstance(self.frr_target, (int, float)) and 0 <= self.frr_target < 0.5, f"frr_target must be in [0, 0.5), got {self.frr_target!r}")
         need(is_int(self.folds) and self.folds >= 2, f"folds must be an int >= 2, got {self.folds!r}")
         need(is_int(self.seed), f"seed must be an int, got {self.seed!r}")
         need(self.bit_depth is None or (is_int(self.bit_depth) and 1 <= self.bit_depth <= 16), f"bit_depth must be None or an int in 1..16, got {self.bit_depth!r}")

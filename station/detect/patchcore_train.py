@@ -141,7 +141,8 @@ def train_patchcore(
             held_out[i] = float(_smooth(dist, win, feat.stride, params.sigma).max())
             tick()
     del pool
-    threshold = max(float(held_out.max()) * params.margin, 1e-6)
+    q = float(np.quantile(held_out, 1.0 - params.frr_target, method="higher"))
+    threshold = max(q * params.margin, 1e-6)
     training: dict[str, Any] = {
         "n_images": n,
         "folds": folds,
@@ -152,8 +153,10 @@ def train_patchcore(
         "good_scores": {"n": n, "mean": float(held_out.mean()), "std": float(held_out.std()),
                         "p99": float(np.percentile(held_out, 99)), "max": float(held_out.max()),
                         "values": [round(float(v), 6) for v in held_out]},
-        "threshold_rule": f"max(held-out good scores, {folds}-fold: each image against a bank "
-                          f"built without its fold) * {params.margin}",
+        "threshold_rule": f"quantile {1 - params.frr_target:g} (observed, 'higher') of the held-out good "
+                          f"scores ({folds}-fold: each image against a bank built without its fold) "
+                          f"* {params.margin}",
+        "good_quantile": q,
         "bit_depth": bits,
         "train_seconds": round(time.perf_counter() - t0, 3),
     }

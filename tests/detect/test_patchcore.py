@@ -62,7 +62,7 @@ def test_result_identity_and_threshold_are_documented(mono8):
     assert r.threshold == mono8.threshold
     t = mono8.training
     assert t["good_scores"]["n"] == N_TRAIN and "held-out" in t["threshold_rule"]
-    assert mono8.threshold == pytest.approx(t["good_scores"]["max"] * mono8.params.margin)
+    assert mono8.threshold == pytest.approx(t["good_scores"]["max"] * mono8.params.margin)  # n < 1/frr_target
     lfv = r.to_lfv()
     assert lfv["IsAnomalous"] is False and lfv["Anomalies"][0]["Name"] == "background"
 
