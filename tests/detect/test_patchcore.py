@@ -191,3 +191,12 @@ def test_random_projection_option_round_trips(tmp_path):
     loaded = reg.load(reg.save(model))
     img = _defects("scratch", 1)[0][0]
     assert loaded.detect(img).score == model.detect(img).score
+
+
+def test_with_many_images_the_threshold_is_a_quantile_not_the_maximum():
+    good = render_good(111, seed=8, width=128, height=128)
+    model = PatchCoreModel.train(good, params=PatchCoreParams(long_side=64))
+    held = np.asarray(model.training["good_scores"]["values"])
+    assert held.size == 111
+    q = np.quantile(held, 0.99, method="higher")
+    assert model.threshold == pytest.approx(q * model.params.margin) and q < held.max()
