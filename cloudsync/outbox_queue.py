@@ -40,10 +40,9 @@ _REQUIRES_DONE = (
     "NOT EXISTS (SELECT 1 FROM json_each(o.payload, '$.requires') j "
     "JOIN outbox r ON r.idempotency_key = j.value WHERE r.status != 'done')"
 )
-# One window of the claim index (status, priority, id) after a cursor; the eligibility of
-# each row for one sink is computed in SQL (the requires check only for that sink's rows).
-# Written as two index ranges (not a row-value comparison) so SQLite seeks to the cursor
-# instead of re-reading the start of the priority block every window.
+# One window of the claim index (status, priority, id) after a cursor: ``priority = :p AND
+# id > :i`` (not a row-value comparison) so SQLite seeks to the cursor instead of re-reading
+# the priority block from its start; the requires check runs only for this sink's rows.
 # ONE result row per window: Python's sqlite3 releases the GIL around every row it steps,
 # and with a dozen busy upload threads each re-acquisition waits a switch interval, so a
 # 2,000-row window returned row by row took seconds. The aggregate returns: how many index
