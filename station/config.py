@@ -397,8 +397,11 @@ class LineStationConfig(_Strict):
         return self
 
     def config_hash(self) -> str:
-        """A stable hash of the effective configuration, stored with every inspection."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """A stable hash of the configuration that can change a verdict, stored with every
+        inspection. Screen-only settings (``ui``) are left out: changing the idle sign-out
+        time must not make two identical inspections look differently configured."""
+        data = self.model_dump(mode="json", exclude={"ui"})
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

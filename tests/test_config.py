@@ -23,6 +23,9 @@ def test_config_hash_changes_with_content():
     b = parse_config("schema_version: 1\ncamera: {type: sim, seed: 3}\n")
     assert a.config_hash() != b.config_hash()
     assert a.config_hash() == parse_config("schema_version: 1\ncamera:\n  type: sim\n").config_hash()
+    # screen-only settings do not change what a record says about how it was decided
+    c = parse_config("schema_version: 1\ncamera: {type: sim}\nui: {idle_signout_min: 3}\n")
+    assert c.config_hash() == a.config_hash()
 
 
 def _issues(text: str) -> list:
