@@ -48,12 +48,10 @@ from station.detect.patchcore_features import (
     PatchFeaturizer,
     Window,
     channels_of,
-    infer_bit_depth,
-    layer_scales,
     to_input,
     window_image,
 )
-from station.detect.patchcore_search import NearestNeighbours, greedy_coreset
+from station.detect.patchcore_search import NearestNeighbours
 
 MODEL_TYPE = "patchcore"
 MIN_TRAIN_IMAGES = 4
