@@ -66,7 +66,7 @@ class PatchCoreParams:
     aggregate: int = 3  # local neighbourhood averaged into each patch feature (odd, 1 = off)
     proj_dim: int = 0  # random projection of the 152 feature channels (0 = keep all: best maps)
     coreset_ratio: float = 0.1  # bank size as a fraction of all training patches ...
-    coreset_max: int = 4096  # ... capped here (search time grows with the bank)
+    coreset_max: int = 2048  # ... capped here (search time grows with the bank)
     pool_max: int = 80_000  # patches the coreset is selected from (uniform subsample)
     select_dim: int = 32  # projection used for distances during coreset selection
     k: int = 1  # nearest neighbours averaged per patch
@@ -219,14 +219,17 @@ class PatchCoreModel(Detector):
         anomalous = score > thr
         fh, fw = image.shape[:2]
         w2f = win.to_frame(alignment)
-        frame_map = _to_frame(smap, w2f, (fh, fw), self.params.long_side)
+        # Normalise on the small window map, then one warp + resize to the frame: the
+        # heatmap is 0.5 exactly where the map crosses the threshold, so the mask is a
+        # compare on it (full-frame float arithmetic would cost milliseconds per frame).
+        heat_win = cv2.multiply(smap, 0.5 / thr)
+        cv2.min(heat_win, 1.0, dst=heat_win)
+        heat = _to_frame(heat_win, w2f, (fh, fw), self.params.long_side)
         if anomalous:
-            mask = cv2.compare(frame_map, thr, cv2.CMP_GT)
+            mask = cv2.compare(heat, 0.5, cv2.CMP_GT)
             area = float(np.count_nonzero(smap > thr)) / float(smap.size)
         else:
             mask, area = np.zeros((fh, fw), np.uint8), 0.0
-        heat = cv2.multiply(frame_map, 0.5 / thr)
-        cv2.min(heat, 1.0, dst=heat)
         px, py, _ = w2f @ (peak[0], peak[1], 1.0)
         anomalies = [Anomaly(BACKGROUND, 1.0 - area, ANOMALY_COLORS[BACKGROUND])]
         if area > 0:
@@ -345,9 +348,10 @@ def _smooth(dist: np.ndarray, win: Window, stride: int, sigma: float) -> np.ndar
 
 def _to_frame(smap: np.ndarray, w2f: np.ndarray, frame_shape: tuple[int, int], long_side: int) -> np.ndarray:
     """The window map in frame pixels (0 outside the ROI): warped onto a coarse frame grid
-    at about window resolution, then resized up (a full-size float warp costs several ms)."""
+    at window resolution (the map is smooth at that scale), then resized up (a full-size
+    float warp costs several ms)."""
     fh, fw = frame_shape
-    f = min(1.0, 2.0 * long_side / max(fh, fw))
+    f = min(1.0, long_side / max(fh, fw))
     gw, gh = max(1, int(round(fw * f))), max(1, int(round(fh * f)))
     sx, sy = fw / gw, fh / gh
     up = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1.0]])
