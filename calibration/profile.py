@@ -41,6 +41,7 @@ from pydantic import (
 )
 
 from calibration.roi import Roi
+from station.durable import fsync_dir, write_synced
 
 PROFILE_FILE = "profile.json"
 REFERENCE_FILE = "reference.png"
@@ -317,22 +318,6 @@ def _check_name(kind: str, value: str) -> str:
     return value
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds (Windows)
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def _format_validation(err: ValidationError) -> str:
@@ -393,14 +378,14 @@ class ProfileStore:
         png = encode_png(profile.reference)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=recipe_dir))
         try:
-            _write_synced(tmp / REFERENCE_FILE, png)
+            write_synced(tmp / REFERENCE_FILE, png)
             version = max(self.versions(profile.camera_serial, profile.recipe), default=0) + 1
             while True:
                 saved = profile.model_copy(update={"version": version})
                 saved._hash = saved._compiled = None  # both depend on the version
                 body = saved.to_json_bytes()
-                _write_synced(tmp / PROFILE_FILE, body)
-                _fsync_dir(tmp)
+                write_synced(tmp / PROFILE_FILE, body)
+                fsync_dir(tmp)
                 target = recipe_dir / f"v{version}"
                 if not target.exists():
                     try:
@@ -413,7 +398,7 @@ class ProfileStore:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        _fsync_dir(recipe_dir)
+        fsync_dir(recipe_dir)
         for name in (PROFILE_FILE, REFERENCE_FILE):
             os.chmod(target / name, 0o444)  # a hint to people; the store never writes twice
         saved._hash = hashlib.sha256(body + png).hexdigest()

@@ -31,6 +31,7 @@ from typing import Any, Iterator
 
 import cv2
 import numpy as np
+from station.durable import fsync_dir, write_synced
 
 try:  # POSIX; elsewhere concurrent creators are not serialised
     import fcntl
@@ -141,23 +142,6 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - Windows
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_synced(path: Path, data: bytes, mode: int = 0o444) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(path, mode)
 
 
 def manifest_bytes(entries: list[DatasetEntry]) -> bytes:
@@ -197,11 +181,11 @@ class DatasetStore:
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.parent / f".tmp-{uuid.uuid4().hex[:8]}"
         try:
-            _write_synced(tmp, data)
+            _write_readonly(tmp, data)
             os.replace(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         return rel, sha
 
     def blob_path(self, rel: str) -> Path:
@@ -322,16 +306,16 @@ class DatasetStore:
             tmp = d / f".tmp-v{version}-{uuid.uuid4().hex[:8]}"
             tmp.mkdir()
             try:
-                _write_synced(tmp / MANIFEST, payload)
-                _write_synced(tmp / INFO, json.dumps(info, indent=2, sort_keys=True).encode())
-                _fsync_dir(tmp)
+                _write_readonly(tmp / MANIFEST, payload)
+                _write_readonly(tmp / INFO, json.dumps(info, indent=2, sort_keys=True).encode())
+                fsync_dir(tmp)
                 os.chmod(tmp, 0o555)
                 os.rename(tmp, d / f"v{version}")
             except BaseException:
                 os.chmod(tmp, 0o755)
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-            _fsync_dir(d)
+            fsync_dir(d)
         return self.info(name, version), True
 
     @contextmanager
@@ -365,3 +349,8 @@ def mask_to_bool(mask: np.ndarray) -> np.ndarray:
         white = np.iinfo(mask.dtype).max
         return ~(np.all(rgb == 0, axis=2) | np.all(rgb == white, axis=2))
     return mask > 0
+
+
+def _write_readonly(path: Path, data: bytes) -> None:
+    """Dataset files never change once written: fsync them and drop the write bits."""
+    write_synced(path, data, mode=0o444)

@@ -38,6 +38,7 @@ import numpy as np
 from station.detect.base import Detector
 from station.detect.patchcore import PatchCoreModel
 from station.detect.variation import VariationModel
+from station.durable import fsync_dir, write_synced
 
 try:  # POSIX; on Windows saves are not serialised across processes
     import fcntl
@@ -88,22 +89,6 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - Windows cannot open directories
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 class ModelRegistry:
@@ -155,16 +140,16 @@ class ModelRegistry:
             tmp = self.root / f".tmp-{model_id}-{uuid.uuid4().hex[:8]}"
             tmp.mkdir()
             try:
-                _write_file(tmp / ARRAYS_FILE, payload)
-                _write_file(tmp / META_FILE, json.dumps(meta, indent=2, sort_keys=True).encode())
-                _fsync_dir(tmp)
+                write_synced(tmp / ARRAYS_FILE, payload)
+                write_synced(tmp / META_FILE, json.dumps(meta, indent=2, sort_keys=True).encode())
+                fsync_dir(tmp)
                 os.rename(tmp, final)
             except BaseException:
                 for p in tmp.glob("*"):
                     p.unlink(missing_ok=True)
                 tmp.rmdir()
                 raise
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
             self._write_pointer("LAST_VERSION", str(version))
         model.model_version = str(version)
         return model_id
@@ -246,7 +231,7 @@ class ModelRegistry:
         """Point SHADOW at ``model_id``; None clears it."""
         if model_id is None:
             (self.root / "SHADOW").unlink(missing_ok=True)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
             return
         self.load(model_id)
         self._write_pointer("SHADOW", model_id)
@@ -265,9 +250,9 @@ class ModelRegistry:
         d = self._dir(model_id) / "evaluations"
         d.mkdir(exist_ok=True)
         tmp = d / f".{key}.{uuid.uuid4().hex[:8]}.tmp"
-        _write_file(tmp, json.dumps(evaluation, indent=2, sort_keys=True).encode())
+        write_synced(tmp, json.dumps(evaluation, indent=2, sort_keys=True).encode())
         os.replace(tmp, d / f"{key}.json")
-        _fsync_dir(d)
+        fsync_dir(d)
         return d / f"{key}.json"
 
     def evaluations(self, model_id: str) -> dict[str, dict[str, Any]]:
@@ -325,9 +310,9 @@ class ModelRegistry:
 
     def _write_pointer(self, name: str, value: str) -> None:
         tmp = self.root / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
-        _write_file(tmp, (value + "\n").encode())
+        write_synced(tmp, (value + "\n").encode())
         os.replace(tmp, self.root / name)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
 
     @contextmanager
     def _lock(self) -> Iterator[None]:

@@ -34,6 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from station.durable import fsync_dir
 from station.store.errors import StoreDiskFull, StoreError
 
 log = logging.getLogger(__name__)
@@ -102,14 +103,6 @@ def _write_fd(fd: int, data: memoryview) -> int:
 
 def _fsync_fd(fd: int) -> None:
     os.fsync(fd)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def sha256_file(path: Path) -> str:

@@ -1,0 +1,31 @@
+"""Durable small-file writes: the one place that knows how to make a write survive a crash.
+
+Used by every store that publishes immutable versions with "write to a temp dir, fsync the
+files, rename, fsync the parent" (models, calibration profiles, datasets, images).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a directory's entries (a rename or a new file in it) to disk."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # pragma: no cover - platforms without directory fds (Windows)
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_synced(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Write ``data`` to ``path`` and fsync it; optionally set its permission bits."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    if mode is not None:
+        os.chmod(path, mode)
