@@ -71,7 +71,7 @@ class S3Sink(Sink):
         key = p.get("key")
         if not key:
             raise DeliveryError(f"{item.idempotency_key}: payload has no S3 key", retryable=False)
-        if item.kind == "result":
+        if item.kind in ("result", "label"):  # one JSON line: a result, or a review correction
             body = result_body(p["document"])
             sha = hashlib.sha256(body).hexdigest()
             meta = {"sha256": sha, "inspection-id": _ascii(item.inspection_id or "")}

@@ -207,3 +207,24 @@ def test_sns_fifo_topic_gets_a_deduplication_id(tmp_path, moto_server):
                "attributes": {"decision": "reject", "station": "s1"}}
     out = sink.deliver(OutboxItem(1, "I1", "sns", "alert", 1, payload, "I1:sns:alert"))
     assert out.detail["route"] == "immediate" and out.detail["message_id"]
+
+
+def test_review_labels_sync_to_s3_as_corrections(tmp_path, s3_server, bucket, rig):
+    """A supervisor's review decision reaches the bucket as one JSON line under labels/."""
+    from station.review_labels import record_review_label
+
+    data = tmp_path / "data"
+    ids = record_inspections(data, 4)  # decisions cycle pass, reject, review, check_capture
+    with StationStore(data, plant="p1", line="l1", station="s1") as store:
+        label = record_review_label(store, ids[2], "confirm_defect", username="sup1", defect_class="scratch")
+    with running_sync(full_config(s3_server, bucket, rig), data):
+        wait_drained(data)
+    row = next(r for r in _rows(data) if r["kind"] == "label")
+    assert row["status"] == "done", row["last_error"]
+    key = json.loads(row["payload"])["key"]
+    assert key.startswith("labels/plant=p1/line=l1/station=s1/date=")
+    body = s3_server.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+    doc = json.loads(body)
+    assert (doc["inspection_id"], doc["label"], doc["defect_class"], doc["username"]) == (
+        ids[2], "defect", "scratch", "sup1")
+    assert doc["label_id"] == label.label_id
