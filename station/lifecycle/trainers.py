@@ -71,7 +71,7 @@ def _train_patchcore(mod: Any, images: Sequence[np.ndarray], params: dict[str, A
 
 TRAINERS: dict[str, Trainer] = {
     "variation": Trainer("variation", "station.detect.variation", _train_variation, passes=2),
-    "patchcore": Trainer("patchcore", "station.detect.patchcore", _train_patchcore, passes=2)  # features, then held-out scoring,
+    "patchcore": Trainer("patchcore", "station.detect.patchcore", _train_patchcore, passes=2),  # features, then held-out scoring
 }
 
 
