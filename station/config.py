@@ -102,6 +102,15 @@ class VariationDetectorConfig(_Strict):
     train_images: int = Field(40, ge=10, le=5000, description="good parts used when training on first run")
 
 
+class PatchCoreDetectorConfig(_Strict):
+    """The default anomaly model: EfficientNet-Lite0 patch features + coreset kNN (onnxruntime)."""
+
+    type: Literal["patchcore"]
+    model: str = Field("active", description="a model id, or 'active' for the registry's active model")
+    train_images: int = Field(40, ge=10, le=5000, description="good parts used when training on first run")
+    long_side: int = Field(320, ge=64, le=1024, description="the ROI's long side in model pixels")
+
+
 class SageMakerDetectorConfig(_Strict):
     """A SageMaker endpoint (Lookout-for-Vision-shaped results) with the local model as fallback."""
 
@@ -122,7 +131,8 @@ class SageMakerDetectorConfig(_Strict):
     secret_key_env: str | None = None
 
 
-DetectorConfig = Annotated[Union[VariationDetectorConfig, SageMakerDetectorConfig], Field(discriminator="type")]
+DetectorConfig = Annotated[Union[PatchCoreDetectorConfig, VariationDetectorConfig, SageMakerDetectorConfig],
+                           Field(discriminator="type")]
 
 
 class DecisionConfig(_Strict):
@@ -491,7 +501,7 @@ def _pydantic_path(loc: tuple) -> tuple:
     out = []
     for i, part in enumerate(loc):
         if i > 0 and loc[i - 1] in ("camera", "detector") and isinstance(part, str) and part in (
-            "sim", "replay", "pylon", "genicam", "variation", "sagemaker"):
+            "sim", "replay", "pylon", "genicam", "variation", "patchcore", "sagemaker"):
             continue
         out.append(part)
     return tuple(out)

@@ -145,8 +145,13 @@ class StationRuntime:
             local = registry.load(wanted)
         else:
             if registry.active() is None:
-                train_first_model(registry, camera, profile, count=cfg.detector.train_images,
-                                  downscale=cfg.detector.downscale, progress=progress)
+                det = cfg.detector
+                if det.type == "patchcore":
+                    model_type, params = "patchcore", {"long_side": det.long_side}
+                else:  # variation, or the local fallback of a SageMaker endpoint
+                    model_type, params = "variation", {"downscale": det.downscale}
+                train_first_model(registry, camera, profile, count=det.train_images, progress=progress,
+                                  model_type=model_type, params=params)
             local = registry.load_active()
         return sagemaker_from_config(cfg.detector, local) if cfg.detector.type == "sagemaker" else local
 

@@ -14,7 +14,7 @@ def test_demo_config_is_valid_and_uses_the_simulated_camera():
     cfg = load_config(ROOT / "resources" / "demo.yaml")
     assert isinstance(cfg, LineStationConfig)
     assert cfg.camera.type == "sim"
-    assert cfg.detector.type == "variation"
+    assert cfg.detector.type == "patchcore"  # the default anomaly model
     assert len(cfg.config_hash()) == 16
 
 

@@ -97,6 +97,23 @@ def confidence_from_score(score: float, threshold: float, scale: float = 1.0) ->
     return 0.5 + 0.5 * math.tanh(margin / max(scale, 1e-9))
 
 
+def confidence_scale(threshold: float, training: dict | None) -> float:
+    """The relative margin at which a model is "fairly sure" (confidence ~0.88).
+
+    It is the distance from the threshold down to the model's mean held-out good score,
+    relative to the threshold: a typical good part then gets ~0.88 whatever the model's
+    units, and a defect scoring as far above the threshold as good parts sit below it
+    gets the same. Without training statistics, 1.0 (a score of 0 or 2x the threshold).
+    """
+    try:
+        mean = float((training or {})["good_scores"]["mean"])
+    except (KeyError, TypeError, ValueError):
+        return 1.0
+    if threshold <= 0 or not math.isfinite(mean) or not 0 <= mean < threshold:
+        return 1.0
+    return max((threshold - mean) / threshold, 0.05)
+
+
 def anomalies_from_mask(mask: np.ndarray, label: str = "anomaly") -> list[Anomaly]:
     """Lookout for Vision lists the background share first, then each anomaly label."""
     frac = float(np.count_nonzero(mask)) / float(mask.size) if mask.size else 0.0

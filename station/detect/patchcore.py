@@ -42,6 +42,7 @@ from station.detect.base import (
     DetectionResult,
     Detector,
     confidence_from_score,
+    confidence_scale,
 )
 from station.detect.onnx_backbone import OnnxBackbone, load_backbone
 from station.detect.patchcore_features import (
@@ -236,7 +237,7 @@ class PatchCoreModel(Detector):
             anomalies.append(Anomaly("anomaly", area, ANOMALY_COLORS["anomaly"]))
         return DetectionResult(
             is_anomalous=bool(anomalous),
-            confidence=confidence_from_score(float(score), thr),
+            confidence=confidence_from_score(float(score), thr, confidence_scale(thr, self.training)),
             score=float(score),
             threshold=thr,
             anomalies=anomalies,

@@ -55,6 +55,7 @@ from station.detect.base import (
     DetectionResult,
     Detector,
     confidence_from_score,
+    confidence_scale,
 )
 
 MODEL_TYPE = "variation"
@@ -564,7 +565,7 @@ class VariationModel(Detector):
         px, py, _ = np.linalg.inv(m3) @ (peak[0] - c, peak[1] - c, 1.0)
         return DetectionResult(
             is_anomalous=bool(anomalous),
-            confidence=confidence_from_score(score, thr),
+            confidence=confidence_from_score(score, thr, confidence_scale(thr, self.training)),
             score=score,
             threshold=thr,
             anomalies=anomalies,

@@ -16,6 +16,7 @@ from calibration.roi import Roi
 from calibration.spec import check_frame
 from station.capture.base import CameraDriver
 from station.detect.registry import ModelRegistry
+from station.detect.patchcore import PatchCoreModel, PatchCoreParams
 from station.detect.variation import VariationModel, VariationParams
 
 Progress = Callable[[str], None]
@@ -75,11 +76,16 @@ def train_first_model(
     profile: CalibrationProfile,
     *,
     count: int,
-    downscale: int,
     progress: Progress,
+    model_type: str = "variation",
+    params: dict | None = None,
 ) -> str:
-    """Train a variation model from good parts aligned to the profile's reference; activate it."""
-    progress(f"training the variation model from {count} good parts ...")
+    """Train the first model from good parts aligned to the profile's reference; activate it.
+
+    ``model_type`` is ``patchcore`` (the default anomaly model) or ``variation`` (the
+    golden-template model); ``params`` are that model's parameters.
+    """
+    progress(f"training the {model_type} model from {count} good parts ...")
     # parts the calibration never saw, so the threshold is not fitted to the reference's own
     images: Sequence[np.ndarray] = _good_images(camera, count, "model", start=100_000)
     alignments = []
@@ -90,8 +96,18 @@ def train_first_model(
             raise BootstrapError(f"good part {i} fails its own capture spec ({failed}); "
                                  f"recalibrate before training")
         alignments.append(report.alignment)
-    model = VariationModel.train(images, roi=profile.roi, alignments=alignments,
-                                 params=VariationParams(downscale=downscale))
+    if model_type == "patchcore":
+        def step(done: int, total: int) -> None:
+            if done == total or done % max(1, total // 4) == 0:
+                progress(f"  training {done}/{total}")
+
+        model = PatchCoreModel.train(images, roi=profile.roi, alignments=alignments,
+                                     params=PatchCoreParams.from_dict(params or {}), progress=step)
+    elif model_type == "variation":
+        model = VariationModel.train(images, roi=profile.roi, alignments=alignments,
+                                     params=VariationParams(**(params or {})))
+    else:
+        raise BootstrapError(f"cannot train a first model of type {model_type!r}")
     model_id = registry.save(model, dataset={"source": "bootstrap:good-parts", "count": len(images),
                                              "calibration": profile.label})
     registry.set_active(model_id)

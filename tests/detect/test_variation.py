@@ -8,7 +8,7 @@ import pytest
 
 from calibration.roi import Roi
 from synthetic_parts import H, PART, W, add_defect, capture, frame_bbox, random_alignment
-from station.detect.base import confidence_from_score
+from station.detect.base import confidence_from_score, confidence_scale
 from station.detect.variation import VariationModel, VariationParams
 
 DEFECTS = ["scratch", "dark_spot", "missing_hole", "smudge"]
@@ -35,7 +35,8 @@ def test_small_defects_are_found_where_they_are(sim, trained, kind):
     img, a, defect = sim.defective(kind)
     r = trained.detect(img, alignment=a)
     assert r.is_anomalous, (kind, r.score, r.threshold)
-    assert r.confidence == pytest.approx(confidence_from_score(r.score, r.threshold))
+    scale = confidence_scale(r.threshold, trained.training)
+    assert r.confidence == pytest.approx(confidence_from_score(r.score, r.threshold, scale))
     assert r.confidence > 0.75
 
     x0, y0, x1, y1 = _grow(frame_bbox(defect, a), 3)
