@@ -36,6 +36,16 @@ sys.path.insert(0, str(ROOT))
 HEARTBEAT_MS = 5
 
 
+def _json_safe(value):
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -218,7 +228,8 @@ def main() -> int:
                   f"  p99 {ph['verdict_latency_p99_ms']} ms")
         print(f"  stall p99 load/baseline ratio: {result['stall_p99_ratio_vs_baseline']}")
         print(f"  targets: {result['targets_met']}")
-    print(json.dumps(result, separators=(",", ":")) if args.json else json.dumps(result))
+    result = _json_safe(result)  # no NaN in the output: "not measured" is null
+    print(json.dumps(result, separators=(",", ":"), allow_nan=False) if args.json else json.dumps(result))
     return 0
 
 
