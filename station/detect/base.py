@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import base64
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import cv2
@@ -82,6 +82,21 @@ class DetectionResult:
             "model_hash": self.model_hash,
             **self.extra,
         }
+
+
+class ParamsMixin:
+    """``to_dict`` / ``from_dict`` for a model's parameter dataclass (unknown keys refused)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} keys {unknown}; known: {sorted(known)}")
+        return cls(**data)
 
 
 def confidence_from_score(score: float, threshold: float, scale: float = 1.0) -> float:

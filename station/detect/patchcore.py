@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 
@@ -41,6 +41,7 @@ from station.detect.base import (
     Anomaly,
     DetectionResult,
     Detector,
+    ParamsMixin,
     confidence_from_score,
     confidence_scale,
 )
@@ -60,7 +61,7 @@ Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
-class PatchCoreParams:
+class PatchCoreParams(ParamsMixin):
     """Training and inference parameters of a :class:`PatchCoreModel`."""
 
     long_side: int = 320  # window long side in pixels (the ROI is scaled, aspect kept)
@@ -107,22 +108,6 @@ class PatchCoreParams:
         if problems:
             raise ValueError("invalid PatchCoreParams: " + "; ".join(problems))
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PatchCoreParams:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown PatchCoreParams keys {unknown}; known: {sorted(known)}")
-        return cls(**data)
-
-
-def _summary(scores: np.ndarray) -> dict[str, Any]:
-    return {"n": int(scores.size), "mean": float(scores.mean()), "std": float(scores.std()),
-            "p99": float(np.percentile(scores, 99)), "max": float(scores.max()),
-            "values": [round(float(v), 6) for v in scores]}
 
 
 class PatchCoreModel(Detector):

@@ -40,7 +40,7 @@ import json
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Sequence
 
@@ -54,6 +54,7 @@ from station.detect.base import (
     Anomaly,
     DetectionResult,
     Detector,
+    ParamsMixin,
     confidence_from_score,
     confidence_scale,
 )
@@ -64,7 +65,7 @@ _SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
 
 
 @dataclass(frozen=True)
-class VariationParams:
+class VariationParams(ParamsMixin):
     """Training and inference parameters of a :class:`VariationModel`."""
 
     downscale: int = 2  # model grid = reference / downscale (area-averaged)
@@ -113,16 +114,6 @@ class VariationParams:
         model_px = max(1, math.ceil(self.min_area / self.downscale**2))
         return max(1, math.ceil(math.sqrt(model_px)))
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> VariationParams:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown VariationParams keys {unknown}; known: {sorted(known)}")
-        return cls(**data)
 
 
 # --------------------------------------------------------------------------- geometry
