@@ -194,18 +194,30 @@ class InspectionCycle:
     def state(self) -> CycleState:
         return self._state
 
-    def _set_state(self, new: CycleState) -> None:
-        with self._lock:
-            old = self._state
-            if old == new:
-                return
-            check_transition(old, new)
-            self._state = new
+    def _change(self, new: CycleState) -> tuple[CycleState, CycleState] | None:
+        """Switch state (caller holds the lock); return the change to announce, if any."""
+        old = self._state
+        if old == new:
+            return None
+        check_transition(old, new)
+        self._state = new
+        return old, new
+
+    def _announce(self, change: tuple[CycleState, CycleState] | None) -> None:
+        # Listeners run outside the lock: a listener that takes its own lock and, from
+        # another thread, calls suspend() (the disk guard does) must not deadlock with us.
+        if change is None:
+            return
         for fn in list(self._state_listeners):
             try:
-                fn(old, new)
+                fn(*change)
             except Exception:  # a broken listener must never stop the line
                 log.exception("state listener failed")
+
+    def _set_state(self, new: CycleState) -> None:
+        with self._lock:
+            change = self._change(new)
+        self._announce(change)
 
     # --- commands -----------------------------------------------------------------------
     def arm(self) -> None:
@@ -241,18 +253,22 @@ class InspectionCycle:
 
     def suspend(self, reason: str) -> None:
         """Hold the cycle (interlock) after the inspection in progress; resume() continues."""
+        change = None
         with self._lock:  # atomic with the run loop's "begin": no capture starts after this
             self.suspend_reason = reason
             self._resume.clear()
             if self._state == CycleState.ARMED:
-                self._set_state(CycleState.SUSPENDED)
+                change = self._change(CycleState.SUSPENDED)
+        self._announce(change)
 
     def resume(self) -> None:
+        change = None
         with self._lock:
             self.suspend_reason = None
             self._resume.set()
             if self._state == CycleState.SUSPENDED:
-                self._set_state(CycleState.ARMED)
+                change = self._change(CycleState.ARMED)
+        self._announce(change)
 
     # --- running ------------------------------------------------------------------------
     def run(self, contexts: Iterable[PartContext], count: int | None = None) -> Iterator[InspectionOutcome]:
@@ -283,12 +299,16 @@ class InspectionCycle:
 
     def _wait_while_suspended(self) -> bool:
         while not self._resume.wait(0.05):
+            change = None
             with self._lock:
                 if self._state == CycleState.ARMED and not self._resume.is_set():
-                    self._set_state(CycleState.SUSPENDED)
+                    change = self._change(CycleState.SUSPENDED)
+            self._announce(change)
+        change = None
         with self._lock:
             if self._state == CycleState.SUSPENDED and self._resume.is_set():
-                self._set_state(CycleState.ARMED)
+                change = self._change(CycleState.ARMED)
+        self._announce(change)
         return not self._stop.is_set()
 
     def _begin(self) -> bool:
@@ -298,11 +318,10 @@ class InspectionCycle:
                 if self._state == CycleState.SUSPENDED:
                     return False
                 raise RuntimeError(f"inspect() needs the cycle armed, it is {self._state.value}")
-            if not self._resume.is_set():
-                self._set_state(CycleState.SUSPENDED)
-                return False
-            self._set_state(CycleState.CAPTURING)
-            return True
+            began = self._resume.is_set()
+            change = self._change(CycleState.CAPTURING if began else CycleState.SUSPENDED)
+        self._announce(change)
+        return began
 
     def inspect(self, part: PartContext) -> InspectionOutcome:
         """One full cycle for one triggered part. Capture problems are recorded, not raised.

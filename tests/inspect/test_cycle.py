@@ -219,3 +219,38 @@ def test_interlock_toggling_from_another_thread_never_breaks_the_cycle(make_stat
     assert errors == []
     assert len(outcomes) == 12 and rt.store.count() == 12
     assert all(o.fault is None for o in outcomes)
+
+
+def test_a_listener_with_its_own_lock_cannot_deadlock_with_suspend(make_station):
+    """The disk guard pattern: a state listener takes lock L, and another thread holding L
+    calls suspend()/resume(). Listeners run outside the cycle's lock, so both proceed."""
+    rt = make_station()
+    guard_lock = threading.Lock()
+    stop = threading.Event()
+
+    def listener(old, new):
+        if new is CycleState.CAPTURING:  # announced by the worker thread, as it claims a trigger
+            with guard_lock:
+                pass
+
+    def guard():
+        while not stop.is_set():
+            with guard_lock:
+                time.sleep(0.005)  # hold L long enough that the worker's listener meets it
+                rt.cycle.suspend("disk nearly full")
+                rt.cycle.resume()
+            time.sleep(0.001)
+
+    rt.cycle.add_state_listener(listener)
+    results = []
+    worker = threading.Thread(target=lambda: results.extend(rt.cycle.run(iter(_parts(10)), count=10)))
+    g = threading.Thread(target=guard)
+    g.start()
+    worker.start()
+    worker.join(timeout=30)
+    deadlocked = worker.is_alive()
+    stop.set()
+    g.join(timeout=5)
+    rt.cycle.resume()
+    assert not deadlocked, "the cycle deadlocked with a listener's lock"
+    assert len(results) == 10
