@@ -7,7 +7,6 @@ needed: the service only reads images and updates outbox / sink_status rows.
 """
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 from pathlib import Path
@@ -17,6 +16,7 @@ from cloudsync.engine import EngineSettings, SyncEngine
 from cloudsync.limits import TokenBucket
 from cloudsync.outbox_queue import OutboxQueue
 from cloudsync.registry import SinkContext, build_sinks
+from station.durable import try_lock_file
 
 if TYPE_CHECKING:
     from station.config import LineStationConfig
@@ -56,14 +56,9 @@ def settings_from(cfg: LineStationConfig) -> EngineSettings:
 
 
 def take_lock(data_dir: Path) -> int:
-    fd = os.open(Path(data_dir) / LOCK_FILENAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise ServiceLocked(f"a sync service already runs on {data_dir}") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    fd = try_lock_file(Path(data_dir) / LOCK_FILENAME)
+    if fd is None:
+        raise ServiceLocked(f"a sync service already runs on {data_dir}")
     return fd
 
 

@@ -29,3 +29,20 @@ def write_synced(path: Path, data: bytes, mode: int | None = None) -> None:
         os.fsync(f.fileno())
     if mode is not None:
         os.chmod(path, mode)
+
+
+def try_lock_file(path: Path) -> int | None:
+    """Take an exclusive, process-lifetime lock on ``path`` (created if missing) and write
+    our pid into it; return the open fd (closing it releases the lock), or None when
+    another process holds it. Used for "one writer / one service per data dir"."""
+    import fcntl  # POSIX only; the station runs on Linux
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd

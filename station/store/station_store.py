@@ -15,7 +15,6 @@ verify`` - open the database without it.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -34,6 +33,7 @@ import numpy as np
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
+from station.durable import try_lock_file
 from station.store import audit as audit_log
 from station.store.audit import AuditReport
 from station.store.db import DB_FILENAME, make_engine, upgrade
@@ -157,14 +157,9 @@ class StationStore:
     def _claim_writer(self) -> None:
         if self._lock_fd is not None:
             return
-        fd = os.open(self.data_dir / LOCK_FILENAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise StoreLocked(f"{self.data_dir} is in use by another station process") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        fd = try_lock_file(self.data_dir / LOCK_FILENAME)
+        if fd is None:
+            raise StoreLocked(f"{self.data_dir} is in use by another station process")
         self._lock_fd = fd
 
     def close(self) -> None:
