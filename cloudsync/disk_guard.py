@@ -26,6 +26,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 MB = 1 << 20
 ALARM_PREFIX = "disk nearly full"
+SUSPEND_SOURCE = "disk"  # the guard's key in the cycle's suspensions
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ class DiskGuard:
 
     def _on_state(self, _old: Any, new: Any) -> None:
         if getattr(new, "value", new) == "armed" and self.alarm is not None:
-            self.evaluate()  # arm() clears a suspension: put ours back while the disk is full
+            self.evaluate()  # belt and braces: the disk may have filled between two checks
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -124,13 +125,13 @@ class DiskGuard:
                 if self.alarm is None:
                     log.error("%s", st.message)
                 self.alarm = st.message
-                if cycle is not None and cycle.suspend_reason != st.message:
-                    cycle.suspend(st.message)
+                if cycle is not None and cycle.suspensions.get(SUSPEND_SOURCE) != st.message:
+                    cycle.suspend(st.message, source=SUSPEND_SOURCE)
             elif self.alarm is not None:
                 log.warning("disk space is back (%s): resuming", st.message)
                 self.alarm = None
-                if cycle is not None and (cycle.suspend_reason or "").startswith(ALARM_PREFIX):
-                    cycle.resume()  # only our own suspension; an interlock stays
+                if cycle is not None:
+                    cycle.resume(source=SUSPEND_SOURCE)  # only our own suspension; an interlock stays
             return st
 
     def close(self) -> None:

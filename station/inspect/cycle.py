@@ -6,8 +6,10 @@ are deliberately different, as in bluesky's run engine:
 - ``stop()``: finish the inspection in progress, record it, then go idle.
 - ``abort()``: give up the inspection in progress at the next stage boundary; it is
   recorded as an aborted capture fault (the part got no verdict), then the cycle goes idle.
-- ``suspend(reason)``: an interlock (door open, X-ray shutter): finish the inspection in
-  progress, then hold without accepting triggers until ``resume()``.
+- ``suspend(reason, source)``: an interlock (door open, X-ray shutter), a full disk: finish
+  the inspection in progress, then hold without accepting triggers until every source that
+  suspended it has called ``resume(source)``. Suspensions are keyed by source so clearing
+  the door interlock does not resume a station held for a full disk.
 
 Listeners are told about state changes and about each inspection *after* its commit, so
 nothing shown to an operator can be lost by a crash.
@@ -168,9 +170,9 @@ class InspectionCycle:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._abort = threading.Event()
-        self._resume = threading.Event()
+        self._resume = threading.Event()  # set while nothing suspends the cycle (or to wake a stop)
         self._resume.set()
-        self.suspend_reason: str | None = None
+        self._suspensions: dict[str, str] = {}
         self.fault_reason: str | None = None
         self._state_listeners: list[StateListener] = []
         self._inspection_listeners: list[InspectionListener] = []
@@ -193,6 +195,19 @@ class InspectionCycle:
     @property
     def state(self) -> CycleState:
         return self._state
+
+    @property
+    def suspensions(self) -> dict[str, str]:
+        """Why the cycle is held, by source (``"interlock"``, ``"disk"``, ``"operator"``):
+        a copy, ``{}`` when nothing holds it. The operator screen shows these reasons."""
+        with self._lock:
+            return dict(self._suspensions)
+
+    @property
+    def suspend_reason(self) -> str | None:
+        """All active suspension reasons in one line (None when not suspended)."""
+        with self._lock:
+            return "; ".join(self._suspensions.values()) or None
 
     def _change(self, new: CycleState) -> tuple[CycleState, CycleState] | None:
         """Switch state (caller holds the lock); return the change to announce, if any."""
@@ -227,11 +242,15 @@ class InspectionCycle:
                 raise RuntimeError(f"arm() needs idle or faulted, not {self._state.value}")
             self._stop.clear()
             self._abort.clear()
-            self._resume.set()
-            self.suspend_reason = None
+            self._sync_resume()  # suspensions survive arm(): an open door stays an open door
         self.camera.arm(self.trigger_mode)
         self.fault_reason = None
         self._set_state(CycleState.ARMED)
+        change = None
+        with self._lock:
+            if self._suspensions and self._state == CycleState.ARMED:
+                change = self._change(CycleState.SUSPENDED)
+        self._announce(change)
 
     def disarm(self) -> None:
         if self._state in (CycleState.ARMED, CycleState.SUSPENDED, CycleState.FAULTED):
@@ -251,22 +270,34 @@ class InspectionCycle:
         self._stop.set()
         self._resume.set()
 
-    def suspend(self, reason: str) -> None:
-        """Hold the cycle (interlock) after the inspection in progress; resume() continues."""
+    def _sync_resume(self) -> None:
+        """The resume event follows the suspensions (caller holds the lock)."""
+        if self._suspensions:
+            self._resume.clear()
+        else:
+            self._resume.set()
+
+    def suspend(self, reason: str, source: str = "operator") -> None:
+        """Hold the cycle after the inspection in progress until ``resume(source)``.
+
+        Each source (interlock, disk, operator) holds its own suspension; the cycle runs
+        again only when none is left. Suspending again from the same source updates the reason.
+        """
         change = None
         with self._lock:  # atomic with the run loop's "begin": no capture starts after this
-            self.suspend_reason = reason
-            self._resume.clear()
+            self._suspensions[source] = reason
+            self._sync_resume()
             if self._state == CycleState.ARMED:
                 change = self._change(CycleState.SUSPENDED)
         self._announce(change)
 
-    def resume(self) -> None:
+    def resume(self, source: str = "operator") -> None:
+        """Clear ``source``'s suspension; the cycle continues once no other source holds it."""
         change = None
         with self._lock:
-            self.suspend_reason = None
-            self._resume.set()
-            if self._state == CycleState.SUSPENDED:
+            self._suspensions.pop(source, None)
+            self._sync_resume()
+            if self._state == CycleState.SUSPENDED and not self._suspensions:
                 change = self._change(CycleState.ARMED)
         self._announce(change)
 
@@ -301,12 +332,12 @@ class InspectionCycle:
         while not self._resume.wait(0.05):
             change = None
             with self._lock:
-                if self._state == CycleState.ARMED and not self._resume.is_set():
+                if self._state == CycleState.ARMED and self._suspensions:
                     change = self._change(CycleState.SUSPENDED)
             self._announce(change)
         change = None
         with self._lock:
-            if self._state == CycleState.SUSPENDED and self._resume.is_set():
+            if self._state == CycleState.SUSPENDED and not self._suspensions:
                 change = self._change(CycleState.ARMED)
         self._announce(change)
         return not self._stop.is_set()
@@ -318,7 +349,7 @@ class InspectionCycle:
                 if self._state == CycleState.SUSPENDED:
                     return False
                 raise RuntimeError(f"inspect() needs the cycle armed, it is {self._state.value}")
-            began = self._resume.is_set()
+            began = not self._suspensions  # not the event: stop() sets it to wake a waiting loop
             change = self._change(CycleState.CAPTURING if began else CycleState.SUSPENDED)
         self._announce(change)
         return began
@@ -455,7 +486,7 @@ class InspectionCycle:
         elif self._abort.is_set():
             self.camera.disarm()
             self._set_state(CycleState.IDLE)
-        elif not self._resume.is_set():
+        elif self._suspensions:
             self._set_state(CycleState.SUSPENDED)
         else:
             self._set_state(CycleState.ARMED)
