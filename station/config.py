@@ -155,16 +155,42 @@ class ToleranceOverrides(_Strict):
     noise_max: float | None = Field(None, ge=0, le=1)
 
 
+class DisplayPresetConfig(_Strict):
+    """A window / level preset the operator screen offers as one big button (display only:
+    it never changes what is stored or what the model sees)."""
+
+    name: str = Field(min_length=1, max_length=24)
+    low: int = Field(ge=0, le=65535, description="grey value shown black")
+    high: int = Field(ge=1, le=65535, description="grey value shown white")
+
+    @model_validator(mode="after")
+    def _low_below_high(self) -> DisplayPresetConfig:
+        if self.high <= self.low:
+            raise ValueError(f"preset {self.name!r}: high ({self.high}) must be above low ({self.low})")
+        return self
+
+
 class RecipeConfig(_Strict):
     name: str = Field("demo", pattern=r"^[A-Za-z0-9_.-]+$")
     roi: tuple[int, int, int, int] | None = Field(None, description="x, y, width, height in reference pixels")
     decision: DecisionConfig = DecisionConfig()
+    display_presets: list[DisplayPresetConfig] = Field(
+        [], max_length=8, description="window / level presets for 16-bit (X-ray) images, first = default")
 
     @field_validator("roi")
     @classmethod
     def _roi_positive(cls, v: tuple[int, int, int, int] | None) -> tuple[int, int, int, int] | None:
         if v is not None and (v[0] < 0 or v[1] < 0 or v[2] <= 0 or v[3] <= 0):
             raise ValueError("roi needs x, y >= 0 and width, height > 0")
+        return v
+
+    @field_validator("display_presets")
+    @classmethod
+    def _preset_names_unique(cls, v: list[DisplayPresetConfig]) -> list[DisplayPresetConfig]:
+        names = [p.name for p in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"display preset names must be unique, repeated: {', '.join(dup)}")
         return v
 
 

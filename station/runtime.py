@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from calibration.profile import ProfileStore
 from calibration.roi import Roi
@@ -93,11 +94,15 @@ class StationRuntime:
         self.detector = detector
         self.cycle = cycle
         self.disk_guard: DiskGuard | None = None
+        self.line: Any = None  # the PLC / MES handshake (station.line.service.LineService) when configured
 
     @classmethod
     def open(cls, cfg: LineStationConfig, data_dir: Path, *, progress: Progress | None = None,
-             arm: bool = True) -> StationRuntime:
-        """Open everything; on a fresh data dir calibrate and train first (sim camera)."""
+             arm: bool = True, line: bool = True) -> StationRuntime:
+        """Open everything; on a fresh data dir calibrate and train first (sim camera).
+
+        With a ``line`` section (and ``line=True``) the Modbus / OPC UA servers start too.
+        """
         progress = progress or (lambda msg: log.info("%s", msg))
         data_dir = Path(data_dir)
         st = cfg.station
@@ -127,11 +132,23 @@ class StationRuntime:
                 cycle.arm()
             # Disk quota policy: hold the line (never drop data) while the disk is nearly full.
             runtime.disk_guard = DiskGuard(data_dir, int(cfg.sync.min_free_disk_mb * 2**20)).attach(cycle)
+            if line and cfg.line is not None:
+                runtime._start_line()
             return runtime
         except BaseException:
             if camera is not None:
                 camera.close()
             store.close()
+            raise
+
+    def _start_line(self) -> None:
+        from station.line.service import LineService  # pymodbus / asyncua only when configured
+
+        try:
+            self.line = LineService.start(self, self.cfg.line)
+        except BaseException:
+            if self.disk_guard is not None:
+                self.disk_guard.close()
             raise
 
     @staticmethod
@@ -177,6 +194,9 @@ class StationRuntime:
         return self.cycle.run(contexts, count=count)
 
     def close(self) -> None:
+        if self.line is not None:  # first: no PLC trigger may start while the station closes
+            self.line.close()
+            self.line = None
         try:
             if self.cycle.state.value != "idle":
                 try:

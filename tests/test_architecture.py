@@ -16,7 +16,9 @@ ADAPTERS = {
               # Lambda handlers run in AWS, where boto3 is the runtime's own SDK
               "cloudsync/cloud/lambdas/hold_part.py", "cloudsync/cloud/lambdas/mes_writeback.py"},
     "botocore": {"station/aws_client.py"},
-    "asyncua": {"cloudsync/sinks/mes_opcua.py"},
+    "asyncua": {"cloudsync/sinks/mes_opcua.py",  # the MES client sink
+                "station/line/opcua_server.py"},  # the station's own OPC UA server for the line
+    "pymodbus": {"station/line/modbus_server.py"},
     "pydicom": set(),
     "torch": {"station/detect/export_backbone.py"},  # export step only, never imported by the station
     "onnxruntime": {"station/detect/onnx_backbone.py"},

@@ -67,6 +67,10 @@ class CycleAborted(Exception):
     pass
 
 
+class CycleBusy(RuntimeError):
+    """A command that needs the cycle between inspections came while one was running."""
+
+
 class SourceExhausted(Exception):
     """A finite source (a replay folder) has no more frames: there is no part to inspect."""
 
@@ -300,6 +304,17 @@ class InspectionCycle:
             if self._state == CycleState.SUSPENDED and not self._suspensions:
                 change = self._change(CycleState.ARMED)
         self._announce(change)
+
+    def switch_recipe(self, checker: SpecChecker, policy: DecisionPolicy, context: CycleContext) -> None:
+        """Inspect the next part with another recipe's spec, decision policy and ROI.
+
+        Atomic with the claim of a trigger: raises :class:`CycleBusy` while an inspection
+        runs, so every part is inspected and recorded under exactly one recipe.
+        """
+        with self._lock:
+            if self._state not in (CycleState.IDLE, CycleState.ARMED, CycleState.SUSPENDED, CycleState.FAULTED):
+                raise CycleBusy(f"an inspection is running ({self._state.value}); switch after it")
+            self.checker, self.policy, self.context = checker, policy, context
 
     # --- running ------------------------------------------------------------------------
     def run(self, contexts: Iterable[PartContext], count: int | None = None) -> Iterator[InspectionOutcome]:
