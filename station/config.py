@@ -411,6 +411,44 @@ class SyncConfig(_Strict):
     min_free_disk_mb: float = Field(1024.0, ge=0, description="the station stops accepting parts below this")
 
 
+class SelectableRecipeConfig(RecipeConfig):
+    """A recipe the PLC (by number) or the MES (by name or number) can switch to."""
+
+    number: int = Field(ge=1, le=65535, description="the recipe number the PLC writes (0 means 'keep')")
+
+
+class LineModbusConfig(_Strict):
+    """The Modbus TCP server the PLC polls and writes (register map: docs/line-handshake.md)."""
+
+    host: str = Field("0.0.0.0", description="interface to listen on (127.0.0.1: this machine only)")
+    port: int = Field(502, ge=1, le=65535)
+    unit_id: int = Field(1, ge=0, le=247, description="the Modbus unit (device) id the station answers as")
+
+
+class LineOpcUaConfig(_Strict):
+    """The OPC UA server the MES / line controller reads state and results from and calls methods on."""
+
+    endpoint: str = Field("opc.tcp://0.0.0.0:4840/linestation", pattern=r"^opc\.tcp://[^\s/]+:\d+(/[^\s]*)?$")
+    namespace: str = Field("urn:linestation:line", min_length=1)
+
+
+class LineConfig(_Strict):
+    """The line handshake: how the PLC / MES triggers the station and reads its results."""
+
+    modbus: LineModbusConfig | None = None
+    opcua: LineOpcUaConfig | None = None
+    result_timeout_ms: int = Field(500, ge=20, le=600000,
+                                   description="a result or an error code is written within this time of a trigger")
+    interlock_source: Literal["modbus", "opcua", "any"] = Field(
+        "modbus", description="who may set the interlock (door open / shutter closed)")
+
+    @model_validator(mode="after")
+    def _some_transport(self) -> LineConfig:
+        if self.modbus is None and self.opcua is None:
+            raise ValueError("configure 'modbus' and/or 'opcua' (or remove the 'line' section)")
+        return self
+
+
 class LineStationConfig(_Strict):
     schema_version: Literal[1]
     station: StationConfig = StationConfig()
@@ -423,6 +461,21 @@ class LineStationConfig(_Strict):
     ui: UiConfig = UiConfig()
     review: ReviewConfig = ReviewConfig()
     lifecycle: LifecycleConfig = LifecycleConfig()
+    recipes: list[SelectableRecipeConfig] = Field(
+        [], description="recipes the line may switch to; 'recipe' is the start recipe and must be one of them")
+    line: LineConfig | None = None  # no PLC / MES handshake unless configured
+
+    @model_validator(mode="after")
+    def _recipes_consistent(self) -> LineStationConfig:
+        numbers = [r.number for r in self.recipes]
+        names = [r.name for r in self.recipes]
+        for what, seen in (("number", numbers), ("name", names)):
+            dup = sorted({str(v) for v in seen if seen.count(v) > 1})
+            if dup:
+                raise ValueError(f"recipes: each recipe {what} must be unique, repeated: {', '.join(dup)}")
+        if self.recipes and self.recipe.name not in names:
+            raise ValueError(f"recipe: the start recipe {self.recipe.name!r} is not in 'recipes' ({', '.join(names)})")
+        return self
 
     @model_validator(mode="after")
     def _trigger_supported(self) -> LineStationConfig:
@@ -436,7 +489,7 @@ class LineStationConfig(_Strict):
         """A stable hash of the configuration that can change a verdict, stored with every
         inspection. Screen-only settings (``ui``) are left out: changing the idle sign-out
         time must not make two identical inspections look differently configured."""
-        data = self.model_dump(mode="json", exclude={"ui"})
+        data = self.model_dump(mode="json", exclude={"ui", "line"})  # where the PLC connects changes no verdict
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
