@@ -41,6 +41,7 @@ from pydantic import (
 )
 
 from calibration.roi import Roi
+from calibration.xray_limits import XraySpec
 from station.durable import fsync_dir, write_synced
 
 PROFILE_FILE = "profile.json"
@@ -177,6 +178,7 @@ class CalibrationProfile(BaseModel):
     roi: Roi
     tolerances: Tolerances = Tolerances()
     baseline: Baseline | None = None
+    xray: XraySpec | None = Field(None, description="an X-ray recipe's capture spec (replaces the camera checks)")
     reference: np.ndarray = Field(exclude=True, repr=False)
 
     _hash: str | None = PrivateAttr(None)
@@ -278,6 +280,8 @@ class CalibrationProfile(BaseModel):
     def to_json_bytes(self) -> bytes:
         """The exact bytes of ``profile.json``."""
         doc = self.model_dump(mode="json", exclude={"reference"})
+        if doc.get("xray") is None:  # camera profiles stay byte for byte what they were
+            doc.pop("xray", None)
         doc["reference"] = {
             "file": REFERENCE_FILE,
             "shape": list(self.reference.shape),

@@ -126,19 +126,26 @@ def evaluate(m: Measurements, tol: Tolerances, reference_sharpness: float) -> tu
     focus = _range_check(FOCUS, focus_ratio, tol.focus_min_ratio, None, "ratio to reference",
                          "blurred, check focus, lens and part height", "")
     noise = _range_check(NOISE, m.noise, None, tol.noise_max, frac, "", "noisy, check gain, cabling and light flicker")
-    max_deg = tol.rotation_max_deg
-    if reg.quality < tol.registration_min:
-        why = (f"part not found (registration quality {reg.quality:.2f} < {tol.registration_min:.2f}); "
-               "wrong or missing part?")
-        position = CheckResult(POSITION, reg.offset_px, None, tol.position_max_px, False, "px", f"position: {why}")
-        rotation = CheckResult(ROTATION, reg.angle_deg, -max_deg, max_deg, False, "deg", f"rotation: {why}")
-    else:
-        position = _range_check(POSITION, reg.offset_px, None, tol.position_max_px, "px", "",
-                                f"part off by dx={reg.dx:+.1f} px, dy={reg.dy:+.1f} px; check the fixture")
-        rotation = _range_check(ROTATION, reg.angle_deg, -max_deg, max_deg, "deg",
-                                "part rotated clockwise, check the fixture",
-                                "part rotated counter-clockwise, check the fixture")
+    position, rotation = position_checks(reg, tol.position_max_px, tol.rotation_max_deg, tol.registration_min)
     return brightness, clipping, contrast, focus, position, rotation, noise
+
+
+def position_checks(reg: Registration, position_max_px: float, rotation_max_deg: float,
+                    registration_min: float) -> tuple[CheckResult, CheckResult]:
+    """Position and rotation against the reference: shared by the camera and X-ray specs."""
+    max_deg = rotation_max_deg
+    if reg.quality < registration_min:
+        why = (f"part not found (registration quality {reg.quality:.2f} < {registration_min:.2f}); "
+               "wrong or missing part?")
+        position = CheckResult(POSITION, reg.offset_px, None, position_max_px, False, "px", f"position: {why}")
+        rotation = CheckResult(ROTATION, reg.angle_deg, -max_deg, max_deg, False, "deg", f"rotation: {why}")
+        return position, rotation
+    position = _range_check(POSITION, reg.offset_px, None, position_max_px, "px", "",
+                            f"part off by dx={reg.dx:+.1f} px, dy={reg.dy:+.1f} px; check the fixture")
+    rotation = _range_check(ROTATION, reg.angle_deg, -max_deg, max_deg, "deg",
+                            "part rotated clockwise, check the fixture",
+                            "part rotated counter-clockwise, check the fixture")
+    return position, rotation
 
 
 @dataclass(frozen=True)
@@ -200,6 +207,10 @@ def check_frame(profile: CalibrationProfile, image: Any, *, bit_depth: int | Non
     """
     t0 = time.perf_counter()
     image = validate_image(profile, image, bit_depth)
+    if profile.xray is not None:  # an X-ray recipe: grey level, SNR, saturation, dead area, position
+        from calibration.xray_spec import check_xray
+
+        return check_xray(profile, image, t0)
     compiled = _compiled(profile)
     tol = profile.tolerances
     m = measure(to_grey(image), profile.full_scale, profile.roi, compiled.registrar,

@@ -89,8 +89,41 @@ class GenICamCameraConfig(_CameraBase):
     height: int | None = Field(None, ge=1)
 
 
+class SimXrayConfig(_Strict):
+    """A simulated X-ray detector that writes generated 16-bit radiographs of a cast part
+    into the watched folder the way vendor software does (demo, tests, bench)."""
+
+    seed: int = 0
+    rate_hz: float = Field(4.0, gt=0, le=200, description="radiographs written per second while armed")
+    width: int = Field(384, ge=64, le=8192)
+    height: int = Field(320, ge=64, le=8192)
+    bits: Literal[12, 14, 16] = 16
+    file_format: Literal["tiff", "dicom"] = "tiff"
+    write: Literal["rename", "slow"] = Field("rename", description="temp name then rename, or slow writes in place")
+    defect_rate: float = Field(0.2, ge=0, le=1, description="share of parts with porosity or an inclusion")
+    corrupt_rate: float = Field(0.0, ge=0, le=1, description="share of files written damaged (truncated)")
+
+
+class XrayFolderCameraConfig(_CameraBase):
+    """Radiographs (16-bit TIFF, DICOM/DICONDE) that detector software drops into a folder."""
+
+    type: Literal["xray_folder"]
+    trigger: Literal["watched_folder"] = "watched_folder"
+    folder: Path
+    serial: str = Field("XRAY-0001", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    formats: list[Literal["tiff", "dicom", "png"]] = Field(["tiff", "dicom"], min_length=1)
+    width: int | None = Field(None, ge=1)
+    height: int | None = Field(None, ge=1)
+    pixel_format: Literal["Mono8", "Mono10", "Mono12", "Mono16"] | None = None
+    settle_s: float = Field(0.5, ge=0, le=60, description="a file written in place is complete after this long unchanged")
+    poll_interval_s: float = Field(0.05, gt=0, le=5)
+    after_inspection: Literal["move", "delete"] = Field("move", description="move to done/ or delete once recorded")
+    ignore: list[str] = Field([], description="file name patterns left alone (e.g. '*.xml' sidecars)")
+    sim: SimXrayConfig | None = Field(None, description="a simulated detector writes into the folder")
+
+
 CameraConfig = Annotated[
-    Union[SimCameraConfig, ReplayCameraConfig, PylonCameraConfig, GenICamCameraConfig],
+    Union[SimCameraConfig, ReplayCameraConfig, PylonCameraConfig, GenICamCameraConfig, XrayFolderCameraConfig],
     Field(discriminator="type"),
 ]
 
@@ -170,8 +203,41 @@ class DisplayPresetConfig(_Strict):
         return self
 
 
+class GreyWindowConfig(_Strict):
+    """The grey levels of a 16-bit image the anomaly model looks at: ``low``..``high`` is
+    mapped onto the model's whole input range (below and above are clipped)."""
+
+    low: int = Field(ge=0, le=65534)
+    high: int = Field(ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _low_below_high(self) -> GreyWindowConfig:
+        if self.high <= self.low:
+            raise ValueError(f"grey_window: high ({self.high}) must be above low ({self.low})")
+        return self
+
+
+class XrayToleranceOverrides(_Strict):
+    """Technician overrides of the X-ray capture limits derived at calibration (None = derived)."""
+
+    grey_low: float | None = Field(None, ge=0, le=1)
+    grey_high: float | None = Field(None, ge=0, le=1)
+    snr_min: float | None = Field(None, ge=0)
+    saturation_max: float | None = Field(None, ge=0, le=1)
+    underexposed_max: float | None = Field(None, ge=0, le=1)
+    position_max_px: float | None = Field(None, ge=0)
+    rotation_max_deg: float | None = Field(None, ge=0)
+
+
 class RecipeConfig(_Strict):
     name: str = Field("demo", pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Literal["camera", "xray"] | None = Field(
+        None, description="which capture checks apply; None: xray for an xray_folder camera, else camera")
+    grey_window: GreyWindowConfig | None = Field(
+        None, description="16-bit grey levels mapped onto the model input (None: scaled by bit depth)")
+    reference_region: tuple[int, int, int, int] | None = Field(
+        None, description="X-ray: x, y, width, height of the region whose grey level and SNR are checked "
+                          "(None: the flattest part of the ROI)")
     roi: tuple[int, int, int, int] | None = Field(None, description="x, y, width, height in reference pixels")
     decision: DecisionConfig = DecisionConfig()
     display_presets: list[DisplayPresetConfig] = Field(
@@ -198,6 +264,7 @@ class CalibrationConfig(_Strict):
     auto_calibrate: bool = Field(True, description="calibrate from good parts on a fresh data dir (sim camera only)")
     calibration_images: int = Field(24, ge=5, le=1000)
     tolerances: ToleranceOverrides = ToleranceOverrides()
+    xray_tolerances: XrayToleranceOverrides = XrayToleranceOverrides()
 
 
 class MesRestConfig(_Strict):
@@ -485,6 +552,12 @@ class LineStationConfig(_Strict):
             raise ValueError("camera.trigger: replay supports 'software' and 'watched_folder'")
         return self
 
+    def recipe_kind(self) -> str:
+        """``camera`` or ``xray``: which capture-spec checks the recipe gets."""
+        if self.recipe.kind is not None:
+            return self.recipe.kind
+        return "xray" if self.camera.type == "xray_folder" else "camera"
+
     def config_hash(self) -> str:
         """A stable hash of the configuration that can change a verdict, stored with every
         inspection. Screen-only settings (``ui``) are left out: changing the idle sign-out
@@ -580,7 +653,7 @@ def _pydantic_path(loc: tuple) -> tuple:
     out = []
     for i, part in enumerate(loc):
         if i > 0 and loc[i - 1] in ("camera", "detector") and isinstance(part, str) and part in (
-            "sim", "replay", "pylon", "genicam", "variation", "patchcore", "sagemaker"):
+            "sim", "replay", "pylon", "genicam", "xray_folder", "variation", "patchcore", "sagemaker"):
             continue
         out.append(part)
     return tuple(out)

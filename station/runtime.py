@@ -25,6 +25,7 @@ from station.detect.sagemaker_detector import from_config as sagemaker_from_conf
 from station.inspect.bootstrap import ensure_profile, train_first_model
 from station.inspect.cycle import CycleContext, InspectionCycle, InspectionOutcome
 from station.inspect.decide import Decision, DecisionPolicy
+from station.detect.grey_window import GreyWindow, WindowedDetector
 from station.store.record import InspectionRecord
 from station.store.station_store import StationStore
 
@@ -69,10 +70,33 @@ class StoreRecorder:
             timings_ms=dict(out.timings_ms),
             spec_checks=out.spec_checks,
             bit_depth=frame.bit_depth if frame is not None else None,
-            meta=dict(frame.meta) if frame is not None else {},
+            meta=self._meta(frame),
         )
         heatmap = det.heatmap if det is not None and out.decision in HEATMAP_DECISIONS else None
         return self.store.record_inspection(record, frame.image if frame is not None else None, heatmap)
+
+
+    def _meta(self, frame) -> dict:
+        """The frame's facts; an original file (X-ray TIFF / DICOM) is kept byte for byte in
+        the store first, and the record names where (``meta.original.stored``)."""
+        meta = dict(frame.meta) if frame is not None else {}
+        original = meta.get("original")
+        if original and original.get("path"):
+            data = Path(original["path"]).read_bytes()
+            kept = self.store.images.put_original(data, original["ext"], original["sha256"])
+            meta["original"] = {**{k: v for k, v in original.items() if k != "path"}, "stored": kept.relpath}
+        return meta
+
+
+def recorded_original(store: StationStore) -> Callable[[str], bool]:
+    """Is an original file (by sha256) recorded? A watched folder asks after a restart about
+    the files it had claimed; those are among the latest records, so only those are searched."""
+    def recorded(sha256: str) -> bool:
+        with store.reader.connect() as conn:
+            return conn.exec_driver_sql(
+                "SELECT 1 FROM (SELECT record FROM inspections ORDER BY id DESC LIMIT 1000) "
+                "WHERE json_extract(record, '$.meta.original.sha256') = ? LIMIT 1", (sha256,)).first() is not None
+    return recorded
 
 
 def part_contexts(store: StationStore, lot: str, recipe: str) -> Iterator[PartContext]:
@@ -110,13 +134,16 @@ class StationRuntime:
         camera = None
         try:
             camera = make_camera(cfg.camera)
+            if hasattr(camera, "set_recorded_check"):  # a watched folder, after a restart
+                camera.set_recorded_check(recorded_original(store))
             camera.open()
             roi = Roi(*cfg.recipe.roi) if cfg.recipe.roi else None
-            overrides = cfg.calibration.tolerances.model_dump(exclude_none=True)
+            overrides = (cfg.calibration.xray_tolerances if cfg.recipe_kind() == "xray"
+                         else cfg.calibration.tolerances).model_dump(exclude_none=True)
             profile = ensure_profile(ProfileStore(data_dir / "calibration"), camera, cfg.recipe.name,
                                      roi=roi, count=cfg.calibration.calibration_images,
                                      auto=cfg.calibration.auto_calibrate, overrides=overrides,
-                                     progress=progress)
+                                     progress=progress, **cls._xray_calibration(cfg))
             detector = cls._load_detector(cfg, data_dir, camera, profile, progress)
             policy = DecisionPolicy(**cfg.recipe.decision.model_dump())
             cycle = InspectionCycle(
@@ -127,6 +154,8 @@ class StationRuntime:
                 shadow=cls._load_shadow(cfg, data_dir, detector), shadow_timeout_s=cfg.lifecycle.shadow_timeout_s,
                 shadow_every=cfg.lifecycle.shadow_every,
             )
+            if hasattr(camera, "on_recorded"):  # a watched folder files a file away once recorded
+                cycle.add_inspection_listener(camera.on_recorded)
             runtime = cls(cfg, data_dir, store, camera, ProfileSpecChecker(profile), detector, cycle)
             if arm:
                 cycle.arm()
@@ -152,6 +181,13 @@ class StationRuntime:
             raise
 
     @staticmethod
+    def _xray_calibration(cfg: LineStationConfig) -> dict:
+        if cfg.recipe_kind() != "xray":
+            return {}
+        region = cfg.recipe.reference_region
+        return {"kind": "xray", "reference_region": Roi(*region) if region else None}
+
+    @staticmethod
     def _load_detector(cfg: LineStationConfig, data_dir: Path, camera: CameraDriver, profile,
                        progress: Progress) -> Detector:
         registry = ModelRegistry(data_dir / "models")
@@ -167,9 +203,15 @@ class StationRuntime:
                     model_type, params = "patchcore", {"long_side": det.long_side}
                 else:  # variation, or the local fallback of a SageMaker endpoint
                     model_type, params = "variation", {"downscale": det.downscale}
+                window = cfg.recipe.grey_window
+                if window is not None:  # the model learns the windowed image, scaled by 16 bits
+                    params["bit_depth"] = 16
                 train_first_model(registry, camera, profile, count=det.train_images, progress=progress,
-                                  model_type=model_type, params=params)
+                                  model_type=model_type, params=params,
+                                  preprocess=GreyWindow(window.low, window.high).apply if window else None)
             local = registry.load_active()
+        if cfg.recipe.grey_window is not None:
+            local = WindowedDetector(local, GreyWindow(cfg.recipe.grey_window.low, cfg.recipe.grey_window.high))
         return sagemaker_from_config(cfg.detector, local) if cfg.detector.type == "sagemaker" else local
 
     @staticmethod

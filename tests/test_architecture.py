@@ -19,7 +19,8 @@ ADAPTERS = {
     "asyncua": {"cloudsync/sinks/mes_opcua.py",  # the MES client sink
                 "station/line/opcua_server.py"},  # the station's own OPC UA server for the line
     "pymodbus": {"station/line/modbus_server.py"},
-    "pydicom": set(),
+    "pydicom": {"station/capture/dicom_io.py"},
+    "tifffile": {"station/capture/tiff_io.py"},
     "torch": {"station/detect/export_backbone.py"},  # export step only, never imported by the station
     "onnxruntime": {"station/detect/onnx_backbone.py"},
 }

@@ -31,6 +31,15 @@ def make_camera(cfg: CameraConfig) -> CameraDriver:
                          seed=cfg.seed, serial=cfg.serial, defect_rate=cfg.defect_rate,
                          defect_kinds=tuple(cfg.defect_kinds), fault_rates=dict(cfg.fault_rates),
                          **_settings(cfg))
+    if cfg.type == "xray_folder":
+        return _xray_folder(cfg)
+    if cfg.type == "replay" and cfg.trigger == "watched_folder":
+        # one watched-folder implementation: replay's folder mode is the X-ray driver on PNGs too
+        from station.capture.xray_camera import XrayFolderCamera
+
+        return XrayFolderCamera(cfg.folder, serial=cfg.serial, formats=("png", "tiff", "dicom"),
+                                expected_width=cfg.width, expected_height=cfg.height,
+                                expected_pixel_format=None if cfg.pixel_format == "BGR8" else cfg.pixel_format)
     if cfg.type == "replay":
         from station.capture.replay_camera import ReplayCamera
 
@@ -51,6 +60,20 @@ def make_camera(cfg: CameraConfig) -> CameraDriver:
         return GenICamCamera(cti=cfg.cti, serial=cfg.serial, pixel_format=cfg.pixel_format,
                              width=cfg.width, height=cfg.height, **_settings(cfg))
     raise CameraConfigError(f"unknown camera type {cfg.type!r}")
+
+
+def _xray_folder(cfg) -> CameraDriver:
+    from station.capture.xray_camera import XrayFolderCamera
+
+    kwargs = dict(serial=cfg.serial, formats=tuple(cfg.formats), expected_width=cfg.width,
+                  expected_height=cfg.height, expected_pixel_format=cfg.pixel_format, settle_s=cfg.settle_s,
+                  poll_interval_s=cfg.poll_interval_s, after=cfg.after_inspection, ignore=tuple(cfg.ignore),
+                  **_settings(cfg))
+    if cfg.sim is None:
+        return XrayFolderCamera(cfg.folder, **kwargs)
+    from station.capture.sim_xray import SimXrayCamera, SimXraySpec
+
+    return SimXrayCamera(cfg.folder, SimXraySpec(**cfg.sim.model_dump()), **kwargs)
 
 
 def trigger_mode(cfg: CameraConfig) -> TriggerMode:

@@ -14,6 +14,8 @@ from calibration.calibrate import calibrate
 from calibration.profile import CalibrationProfile, ProfileStore
 from calibration.roi import Roi
 from calibration.spec import check_frame
+from calibration.xray_spec import calibrate_xray
+from station.capture.base import PIXEL_FORMAT_BITS
 from station.capture.base import CameraDriver
 from station.detect.registry import ModelRegistry
 from station.detect.patchcore import PatchCoreModel, PatchCoreParams
@@ -46,8 +48,13 @@ def ensure_profile(
     auto: bool,
     overrides: dict[str, float | None],
     progress: Progress,
+    kind: str = "camera",
+    reference_region: Roi | None = None,
 ) -> CalibrationProfile:
-    """The latest calibration profile of this camera and recipe, made from good parts if none."""
+    """The latest calibration profile of this camera and recipe, made from good parts if none.
+
+    ``kind="xray"`` makes an X-ray profile (grey level, SNR, saturation, underexposure and
+    position checks; ``overrides`` then name X-ray limits)."""
     serial = camera.describe().serial
     profile = profiles.latest(serial, recipe)
     if profile is not None:
@@ -62,9 +69,15 @@ def ensure_profile(
         if done == total or done % max(1, total // 4) == 0:
             progress(f"  calibration {done}/{total}")
 
-    profile = calibrate(images, serial, recipe, roi=roi, overrides=overrides,
-                        created_by="bootstrap", notes="made on first run from simulated good parts",
-                        progress=step)
+    if kind == "xray":
+        bits = PIXEL_FORMAT_BITS.get(camera.describe().pixel_format)
+        profile = calibrate_xray(images, serial, recipe, roi=roi, reference_region=reference_region,
+                                 bit_depth=bits, overrides=overrides, created_by="bootstrap",
+                                 notes="made on first run from simulated good radiographs", progress=step)
+    else:
+        profile = calibrate(images, serial, recipe, roi=roi, overrides=overrides,
+                            created_by="bootstrap", notes="made on first run from simulated good parts",
+                            progress=step)
     saved = profiles.save(profile)
     progress(f"calibration profile {saved.label} saved")
     return saved
@@ -79,6 +92,7 @@ def train_first_model(
     progress: Progress,
     model_type: str = "variation",
     params: dict | None = None,
+    preprocess: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> str:
     """Train the first model from good parts aligned to the profile's reference; activate it.
 
@@ -96,6 +110,8 @@ def train_first_model(
             raise BootstrapError(f"good part {i} fails its own capture spec ({failed}); "
                                  f"recalibrate before training")
         alignments.append(report.alignment)
+    if preprocess is not None:  # e.g. the recipe's grey window: the model learns what it will see
+        images = [preprocess(image) for image in images]
     if model_type == "patchcore":
         def step(done: int, total: int) -> None:
             if done == total or done % max(1, total // 4) == 0:

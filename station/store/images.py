@@ -14,6 +14,11 @@ that references the file:
 A crash leaves at worst a ``.tmp`` file or a finished image no row references; both are
 removed by :meth:`StationStore.recover`.
 
+Original files (an X-ray detector's TIFF or DICOM) are kept byte for byte beside the PNG,
+under ``<data_dir>/originals/<hh>/<sha256>.<ext>`` (:meth:`ImageStore.put_original`), the
+same durable way; the record names them under ``meta.original.stored``. The PNG stays the
+image every reader uses (UI, datasets, sync); the original is the evidence.
+
 Speed (1280x1024 Mono8, see ``bench/record.py``): PNG's row filters and deflate dominate.
 The default (compression 0 = stored deflate blocks, filter NONE) encodes in ~1.1 ms but
 the file is as large as the raw pixels (1.31 MB); :meth:`PngOptions.compact` (level 1,
@@ -40,6 +45,7 @@ from station.store.errors import StoreDiskFull, StoreError
 log = logging.getLogger(__name__)
 
 IMAGES_DIRNAME = "images"
+ORIGINALS_DIRNAME = "originals"
 TMP_DIRNAME = ".tmp"
 _DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
@@ -220,14 +226,14 @@ class ImageStore:
                 os.close(fd)
             parent = final.parent
             new_dir = False
-            if parent.name not in self._known_dirs and not parent.is_dir():
-                parent.mkdir(exist_ok=True)
+            if str(parent) not in self._known_dirs and not parent.is_dir():
+                parent.mkdir(parents=True, exist_ok=True)
                 new_dir = True
             os.replace(tmp, final)
             fsync_dir(parent)
             if new_dir:
-                fsync_dir(self.root)  # the new <hh> directory's own entry
-            self._known_dirs.add(parent.name)
+                fsync_dir(parent.parent)  # the new <hh> directory's own entry
+            self._known_dirs.add(str(parent))
         except OSError as exc:
             try:
                 tmp.unlink(missing_ok=True)
@@ -238,6 +244,27 @@ class ImageStore:
                     f"disk full while writing image {final.name} to {self.root}: {exc.strerror}"
                 ) from exc
             raise StoreError(f"cannot write image {final}: {exc}") from exc
+
+    def put_original(self, data: bytes, ext: str, sha256: str | None = None) -> StoredImage:
+        """Keep an original file's bytes as they are: ``originals/<hh>/<sha256>.<ext>``.
+
+        ``sha256`` (when the caller hashed the bytes already) is checked, so a file that
+        changed between reading and keeping is refused rather than stored under a wrong name.
+        """
+        if not ext.isalnum():
+            raise StoreError(f"original file extension must be alphanumeric, got {ext!r}")
+        digest = hashlib.sha256(data).hexdigest()
+        if sha256 is not None and sha256 != digest:
+            raise StoreError(f"original file changed: expected sha256 {sha256[:12]}, got {digest[:12]}")
+        rel = f"{ORIGINALS_DIRNAME}/{digest[:2]}/{digest}.{ext.lower()}"
+        final = self.path_of(rel)
+        stored = StoredImage(sha256=digest, relpath=rel, dtype="bytes", shape=(len(data),), bit_depth=0,
+                             nbytes=len(data), format=ext.lower())
+        if final.exists() and final.stat().st_size == len(data):
+            return stored
+        self._check_free_space(len(data))
+        self._write_durably(final, memoryview(data))
+        return replace(stored, created=True)
 
     def remove(self, relpath: str) -> None:
         self.path_of(relpath).unlink(missing_ok=True)
