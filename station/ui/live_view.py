@@ -5,6 +5,11 @@ The widget never asks the camera or the cycle for anything: the operator screen'
 hands it the newest frame from the line's one-slot mailbox. A frame is wrapped in a
 ``QImage`` without copying (8-bit, 16-bit grey or BGR) and painted scaled to fit with a
 fast transform - at 1280x1024 that is a few milliseconds, well inside a 25 fps budget.
+
+A 16-bit frame is shown through a grey window when one is set (:meth:`QtLiveView.set_window`):
+mapped to 8 bits here, on the GUI thread when the frame or the window changes (well under a
+millisecond at 1280x1024, see ``bench/window_level.py``), never on the line's thread.
+8-bit frames are never windowed.
 """
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ import numpy as np
 from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QImage, QPainter
 from PySide6.QtWidgets import QSizePolicy, QWidget
+
+from station.display_window import GreyWindow, apply_window
 
 def qimage_of(image: np.ndarray) -> QImage:
     """Wrap a frame without copying; the caller keeps ``image`` alive while it is shown."""
@@ -40,6 +47,8 @@ class QtLiveView(QWidget):
         self.setMinimumSize(320, 256)
         self._frame: np.ndarray | None = None
         self._qimage: QImage | None = None
+        self._shown: np.ndarray | None = None  # the 8-bit windowed copy of a 16-bit frame
+        self.window: GreyWindow | None = None
         self._overlay: np.ndarray | None = None
         self._qoverlay: QImage | None = None
         self.show_overlay = False
@@ -50,14 +59,39 @@ class QtLiveView(QWidget):
     def set_frame(self, image: np.ndarray | None, overlay: np.ndarray | None = None) -> None:
         """Show ``image`` (kept by reference) and its RGBA ``overlay`` (or none)."""
         if image is None:
-            self._frame = self._qimage = None
+            self._frame = self._qimage = self._shown = None
         else:
             self._frame = np.ascontiguousarray(image)
-            self._qimage = qimage_of(self._frame)
+            self._map()
         self._overlay = overlay
         self._qoverlay = qimage_of(overlay) if overlay is not None else None
         self.frames_set += 1
         self.update()
+
+    @property
+    def frame(self) -> np.ndarray | None:
+        """The frame on screen, as given (16-bit stays 16-bit)."""
+        return self._frame
+
+    @property
+    def windowed(self) -> bool:
+        return self._shown is not None
+
+    def set_window(self, window: GreyWindow | None) -> None:
+        """Show 16-bit frames through ``window`` (None: as they are)."""
+        self.window = window
+        if self._frame is not None:
+            self._map()
+        self.update()
+
+    def _map(self) -> None:
+        f = self._frame
+        if self.window is not None and f.dtype == np.uint16 and f.ndim == 2:
+            self._shown = apply_window(f, self.window)
+            self._qimage = qimage_of(self._shown)
+        else:
+            self._shown = None
+            self._qimage = qimage_of(f)
 
     def set_overlay_visible(self, visible: bool) -> None:
         self.show_overlay = bool(visible)

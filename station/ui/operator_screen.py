@@ -1,9 +1,11 @@
 """The operator screen (the default view): what the person at the line watches all shift.
 
 Live image with heatmap toggle on the left; on the right the verdict banner, the part,
-the shift's counters and yield, the seven capture-spec checks and the sync state; under
-the image the last results, start / stop / manual trigger and the heatmap toggle.
-Nothing on it changes a setting.
+the shift's counters and yield, the seven capture-spec checks, the line (recipe, PLC
+link) and the sync state; under the image the window / level controls (16-bit frames only),
+the last results, start / stop / manual trigger and the heatmap toggle. Above the image, the
+LINE HELD banner while the cycle is suspended (Start is disabled then, with the reason).
+Nothing on it changes a setting (window / level only changes what is shown).
 
 Two paths feed it, neither of which can hold up the line:
 
@@ -11,7 +13,9 @@ Two paths feed it, neither of which can hold up the line:
   as ``ctx.events.inspected`` and arrives queued on the GUI thread: banner, part,
   counters, spec checks, strip;
 - a QTimer at ``ui.live_view_fps`` pulls the newest frame from the line's one-slot mailbox
-  (``ctx.line.latest``) and paints it.
+  (``ctx.line.latest``) and paints it;
+- a slower QTimer reads the cycle's suspension reasons and the line link through the
+  adapters in :mod:`station.ui.line_view` (plain attribute reads).
 """
 from __future__ import annotations
 
@@ -21,18 +25,24 @@ from datetime import datetime, timedelta
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from station.display_window import top_of
 from station.ui.context import UiContext
 from station.ui.imaging import thumbnail
+from station.ui.line_panel import QtLinePanel
 from station.ui.line_runner import ShownResult
+from station.ui.line_view import active_recipe, active_suspensions, display_presets, line_links, line_status
 from station.ui.live_view import QtLiveView
 from station.ui.operator_panels import QtCountersPanel, QtPartPanel, QtSpecPanel, QtSyncPanel
 from station.ui.results_strip import QtResultsStrip
 from station.ui.station_status import SyncState, read_sync_state
+from station.ui.suspension_banner import HELD_WORD, QtSuspensionBanner
 from station.ui.verdict_banner import QtVerdictBanner
+from station.ui.window_level_widget import QtWindowLevelBar, WindowLevelMouse
 from station.users import PermissionDenied
 
 SYNC_REFRESH_MS = 3000
 COUNTS_REFRESH_MS = 30_000
+LINE_STATUS_MS = 250
 
 
 def shift_start(now: datetime, shift_hours: float) -> datetime:
@@ -58,6 +68,11 @@ class QtOperatorScreen(QWidget):
         self.spec = QtSpecPanel()
         self.sync = QtSyncPanel()
         self.strip = QtResultsStrip(ctx.ui_cfg.recent_results)
+        self.held = QtSuspensionBanner()
+        self.line_panel = QtLinePanel()
+        self.window_level = QtWindowLevelBar(display_presets(ctx.runtime.cfg), lambda: self.live.frame)
+        self.window_level.window_changed.connect(self.live.set_window)
+        self._wl_mouse = WindowLevelMouse(self.live, self.window_level)
 
         self.start_button = QPushButton("▶  Start")
         self.start_button.setObjectName("startButton")
@@ -86,12 +101,14 @@ class QtOperatorScreen(QWidget):
         controls.addWidget(self.heatmap_button)
 
         left = QVBoxLayout()
+        left.addWidget(self.held)
         left.addWidget(self.live, 1)
+        left.addWidget(self.window_level)
         left.addWidget(self.strip)
         left.addLayout(controls)
         right = QVBoxLayout()
         right.setSpacing(10)
-        for w in (self.banner, self.part, self.counters, self.spec, self.sync):
+        for w in (self.banner, self.part, self.line_panel, self.counters, self.spec, self.sync):
             right.addWidget(w)
         right.addStretch(1)
         side = QWidget()
@@ -117,7 +134,14 @@ class QtOperatorScreen(QWidget):
         self._counts_timer.setInterval(COUNTS_REFRESH_MS)
         self._counts_timer.timeout.connect(self.refresh_counts)
         self._counts_timer.start()
+        self._status_timer = QTimer(self)
+        self._status_timer.setInterval(LINE_STATUS_MS)
+        self._status_timer.timeout.connect(self.refresh_line_status)
+        self._status_timer.start()
         self._sync_busy = False
+        self.held_reasons: list[str] = []
+        self._recipe_shown = ctx.runtime.cfg.recipe.name
+        self.refresh_line_status()
         self._update_line_state()
         self.refresh_sync()
         self.refresh_counts()
@@ -160,13 +184,23 @@ class QtOperatorScreen(QWidget):
             preview = self.ctx.line.preview.newer_than(self._preview_seq)
             if preview is not None:
                 self._preview_seq, image = preview
+                self._follow_bit_depth(image, None)
                 self.live.set_frame(image, None)
             return
         self._seq = item.seq
         frame = item.outcome.frame
+        if frame is not None:
+            self._follow_bit_depth(frame.image, frame.pixel_format)
         self.live.set_frame(frame.image if frame is not None else None, item.overlay)
         if frame is None:
             self.live.caption = f"no image: {(item.outcome.fault or {}).get('message', 'capture fault')}"
+
+    def _follow_bit_depth(self, image, pixel_format: str | None) -> None:
+        """16-bit mono frames get the window / level controls; 8-bit ones are shown as they are."""
+        if image.dtype.itemsize == 2 and image.ndim == 2:
+            self.window_level.activate(top_of(image, pixel_format))
+        else:
+            self.window_level.deactivate()
 
     def show_result(self, item: ShownResult) -> None:
         """One committed inspection: banner, part, counters, spec checks, strip."""
@@ -188,6 +222,7 @@ class QtOperatorScreen(QWidget):
     def _on_cycle_state(self, old: str, new: str) -> None:
         if new == "faulted":
             self.ctx.notifier.alarm(f"Line faulted: {self.ctx.runtime.cycle.fault_reason or 'see the log'}")
+        self.refresh_line_status()
         self._update_line_state()
 
     def _on_line_error(self, exc: BaseException) -> None:
@@ -196,13 +231,37 @@ class QtOperatorScreen(QWidget):
 
     def _update_line_state(self) -> None:
         line = self.ctx.line
-        if line.running:
+        held = self.held_reasons
+        if held:
+            self.line_state.setText(f"{HELD_WORD} · {'running' if line.running else 'stopped'}")
+        elif line.running:
             pace = "line trigger" if line.hardware_paced else f"{1.0 / line.period_s:.1f} parts/s"
             self.line_state.setText(f"RUNNING · {pace}")
         else:
             self.line_state.setText(f"STOPPED · cycle {self.ctx.runtime.cycle.state.value}")
-        self.start_button.setEnabled(self.ctx.can("run") and not line.running)
+        why = f"{HELD_WORD}: " + "; ".join(held) if held else ""
+        self.start_button.setEnabled(self.ctx.can("run") and not line.running and not held)
+        self.start_button.setToolTip(why or "Run the line")
+        self.trigger_button.setEnabled(self.ctx.can("trigger") and not held)
+        self.trigger_button.setToolTip(why or "Inspect one part now")
         self.stop_button.setEnabled(self.ctx.can("run") and line.running)
+
+    def refresh_line_status(self) -> None:
+        """Suspension reasons, recipe and line link: cheap reads, on the status timer."""
+        if self._closed:
+            return
+        rt = self.ctx.runtime
+        reasons = active_suspensions(rt.cycle)
+        if reasons != self.held_reasons:
+            self.held_reasons = reasons
+            self.held.show_reasons(reasons)
+            self._update_line_state()
+        status = line_status(rt)
+        recipe = active_recipe(rt, status)
+        self.line_panel.show_line(recipe, line_links(rt, status))
+        if recipe.name != self._recipe_shown:
+            self._recipe_shown = recipe.name
+            self.window_level.set_presets(display_presets(rt.cfg, recipe.name))
 
     # --- periodic reads on the task runner ------------------------------------------------
     def refresh_sync(self) -> None:
@@ -256,7 +315,7 @@ class QtOperatorScreen(QWidget):
 
     def close_page(self) -> None:
         self._closed = True
-        for t in (self._frame_timer, self._sync_timer, self._counts_timer):
+        for t in (self._frame_timer, self._sync_timer, self._counts_timer, self._status_timer):
             t.stop()
         for sig, slot in ((self.ctx.events.inspected, self.show_result),
                           (self.ctx.events.cycle_state, self._on_cycle_state),

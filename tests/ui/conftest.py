@@ -34,9 +34,10 @@ UI_SIM = {
 PIN = "4711"
 
 
-def ui_config(camera: dict | None = None, **ui: object) -> LineStationConfig:
+def ui_config(camera: dict | None = None, recipe: dict | None = None, **ui: object) -> LineStationConfig:
     data = yaml.safe_load(yaml.safe_dump(UI_SIM))
     data["camera"].update(camera or {})
+    data["recipe"].update(recipe or {})
     if ui:
         data["ui"] = dict(ui)
     return parse_config(yaml.safe_dump(data), "ui-test.yaml")
@@ -47,6 +48,17 @@ def ui_template(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ui-template")
     StationRuntime.open(ui_config(), root, arm=False).close()
     return root
+
+
+@pytest.fixture(scope="session")
+def ui_template_16(tmp_path_factory) -> Path:
+    """The same, calibrated and trained on a 16-bit (Mono16) simulated camera."""
+    root = tmp_path_factory.mktemp("ui-template-16")
+    StationRuntime.open(ui_config(MONO16), root, arm=False).close()
+    return root
+
+
+MONO16 = {"pixel_format": "Mono16"}
 
 
 def copy_template(template: Path, data_dir: Path) -> Path:
@@ -66,7 +78,8 @@ def _running_timers() -> list:
 
 @pytest.fixture
 def station_window(qtbot, tmp_path, ui_template) -> Iterator[Callable[..., object]]:
-    """``open(camera={...}, **ui)`` -> (window, ctx): a real station and its window.
+    """``open(camera={...}, recipe={...}, template=dir, **ui)`` -> (window, ctx): a real
+    station and its window (``template``: calibration and models to start from).
 
     After the test: the window is closed and the station closed, and the test fails on
     leaked threads, running timers or widgets.
@@ -84,9 +97,10 @@ def station_window(qtbot, tmp_path, ui_template) -> Iterator[Callable[..., objec
     timers_before = len(_running_timers())
     opened: list[tuple[object, object]] = []
 
-    def open_(camera: dict | None = None, **ui: object):
-        data_dir = copy_template(ui_template, tmp_path / f"data{len(opened)}")
-        rt = StationRuntime.open(ui_config(camera, **ui), data_dir)
+    def open_(camera: dict | None = None, recipe: dict | None = None, template: Path | None = None,
+              **ui: object):
+        data_dir = copy_template(template or ui_template, tmp_path / f"data{len(opened)}")
+        rt = StationRuntime.open(ui_config(camera, recipe, **ui), data_dir)
         ctx = build_context(rt)
         # only this part's pages: part B's pages have tests of their own
         win = QtMainWindow(ctx, [p for p in PAGES if p.key in ("operator", "health", "accounts")])

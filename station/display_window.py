@@ -1,0 +1,143 @@
+"""Window / level for showing 16-bit (X-ray) images on an 8-bit screen (Qt-free).
+
+A :class:`GreyWindow` ``(low, high)`` maps grey ``low`` and below to black, ``high`` and
+above to white and the values between linearly onto 0..255. Radiology describes the same
+window by its level (centre) and width; both views are offered because the operator drags
+level and width while recipes write presets as ``low``/``high``.
+
+:func:`apply_window` is what the screens call on every new frame and every drag step, so
+it must stay cheap: OpenCV's saturating subtract followed by ``convertScaleAbs`` maps a
+1280x1024 uint16 frame in well under a millisecond, several times faster than a 65536-entry
+``numpy.take`` lookup table (``bench/window_level.py`` measures both). ``cv2.LUT`` itself
+only takes 8-bit input, so it cannot do this mapping. :func:`window_lut` is the same map
+as a table, built through the same code, for callers that want one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# Significant bits per pixel format: a Mono12 frame lives in a uint16 array but its
+# white is 4095, and a window reset must not squeeze it into the bottom sixteenth.
+FORMAT_TOP = {"Mono8": 255, "BGR8": 255, "Mono10": 1023, "Mono12": 4095, "Mono14": 16383, "Mono16": 65535}
+AUTO_PERCENTILES = (0.5, 99.5)
+AUTO_SAMPLES = 250_000  # pixels the auto window looks at (a strided subsample of bigger frames)
+
+
+@dataclass(frozen=True)
+class GreyWindow:
+    """Grey values ``low`` .. ``high`` spread over black .. white (``low < high``)."""
+
+    low: int
+    high: int
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.low, (int, np.integer)) and isinstance(self.high, (int, np.integer))):
+            raise TypeError(f"window bounds must be integers, got {self.low!r}, {self.high!r}")
+        if self.low < 0 or self.high <= self.low:
+            raise ValueError(f"a window needs 0 <= low < high, got low={self.low}, high={self.high}")
+
+    @property
+    def width(self) -> int:
+        return self.high - self.low
+
+    @property
+    def level(self) -> float:
+        return (self.low + self.high) / 2.0
+
+    @classmethod
+    def from_level_width(cls, level: float, width: float, top: int) -> GreyWindow:
+        """The window centred on ``level``, ``width`` wide, kept inside 0..``top``.
+
+        A window pushed past an end keeps its width and slides back (the operator sees the
+        contrast they chose); one wider than the whole range becomes the whole range.
+        """
+        w = int(round(min(max(width, 1.0), float(top))))
+        low = int(round(level - w / 2.0))
+        low = min(max(low, 0), top - w)
+        return cls(low, low + w)
+
+    def text(self) -> str:
+        """How the screens show it: ``W 2000  L 3000`` (width and level, whole numbers)."""
+        return f"W {self.width}  L {self.level:.0f}"
+
+
+def top_of(image: np.ndarray, pixel_format: str | None = None) -> int:
+    """The brightest value ``image`` can hold: by pixel format when known, else by dtype."""
+    if pixel_format in FORMAT_TOP and image.dtype == np.uint16:
+        return FORMAT_TOP[pixel_format]
+    if image.dtype == np.uint8:
+        return 255
+    if image.dtype == np.uint16:
+        return 65535
+    raise ValueError(f"window / level needs uint8 or uint16 images, not {image.dtype}")
+
+
+def full_window(top: int) -> GreyWindow:
+    return GreyWindow(0, int(top))
+
+
+def apply_window(image: np.ndarray, window: GreyWindow) -> np.ndarray:
+    """``image`` (uint8 / uint16, one channel) mapped through ``window`` to a new uint8 array."""
+    if image.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"window / level needs uint8 or uint16 images, not {image.dtype}")
+    if image.ndim != 2:
+        raise ValueError(f"window / level needs a one-channel image, got shape {image.shape}")
+    shifted = cv2.subtract(image, window.low) if window.low else image  # saturates at 0
+    return cv2.convertScaleAbs(shifted, alpha=255.0 / window.width)  # rounds, saturates at 255
+
+
+def window_lut(window: GreyWindow, top: int = 65535) -> np.ndarray:
+    """The map as a ``top + 1`` entry uint8 table (exactly what :func:`apply_window` does)."""
+    dtype = np.uint8 if top <= 255 else np.uint16
+    return apply_window(np.arange(top + 1, dtype=dtype).reshape(1, -1), window).reshape(-1)
+
+
+def auto_window(image: np.ndarray, top: int | None = None,
+                percentiles: tuple[float, float] = AUTO_PERCENTILES) -> GreyWindow:
+    """A window from the frame's own grey levels: its 0.5th to 99.5th percentile.
+
+    Big frames are subsampled on a regular grid (a few hundred thousand pixels settle the
+    percentiles to within a grey level or two, at a fraction of the cost).
+    """
+    top = top_of(image) if top is None else int(top)
+    img = image
+    if img.ndim != 2:
+        raise ValueError(f"window / level needs a one-channel image, got shape {img.shape}")
+    step = max(1, int(np.sqrt(img.size / AUTO_SAMPLES)))
+    sample = img[::step, ::step]
+    counts = np.bincount(sample.ravel(), minlength=top + 1)
+    cum = np.cumsum(counts)
+    n = int(cum[-1])
+    low = int(np.searchsorted(cum, n * percentiles[0] / 100.0, side="right"))
+    high = int(np.searchsorted(cum, n * percentiles[1] / 100.0, side="left"))
+    low, high = min(low, top), min(high, top)
+    if high <= low:  # a flat frame: centre a narrow window on it
+        return GreyWindow.from_level_width(low, max(2, top // 256), top)
+    return GreyWindow(low, high)
+
+
+@dataclass(frozen=True)
+class DragGain:
+    """How far a drag moves the window: dragging across the whole view = the whole range."""
+
+    view_width_px: int
+    view_height_px: int
+    top: int
+
+    def dragged(self, start: GreyWindow, dx_px: float, dy_px: float) -> GreyWindow:
+        """``start`` after a drag of (``dx``, ``dy``) screen pixels (y grows downwards).
+
+        Horizontal moves the level (right = higher level = darker picture); vertical the
+        width (up = wider = softer contrast, down = narrower = harder).
+        """
+        per_x = self.top / max(1, self.view_width_px)
+        per_y = self.top / max(1, self.view_height_px)
+        return GreyWindow.from_level_width(start.level + dx_px * per_x, start.width - dy_px * per_y, self.top)
+
+
+def fine_step(top: int) -> int:
+    """One wheel notch / arrow key: a thousandth of the range (65 grey levels at 16 bits)."""
+    return max(1, round(top / 1000))
