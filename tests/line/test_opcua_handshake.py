@@ -1,0 +1,137 @@
+"""The MES side over OPC UA: a real asyncua client against the station's own OPC UA server."""
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+
+import pytest
+from asyncua import Client, ua
+
+from station.line.registers import ResultCode
+
+NS = "urn:test:line"
+
+
+class MesClient:
+    """A synchronous face over an asyncua client on its own event loop (one per test)."""
+
+    def __init__(self, port: int) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.client = Client(f"opc.tcp://127.0.0.1:{port}/linestation", timeout=10)
+        self.run(self.client.connect())
+        self.idx = self.run(self.client.get_namespace_index(NS))
+        self.obj = self.run(self.client.nodes.objects.get_child([f"{self.idx}:LineStation"]))
+
+    def run(self, coro):
+        return self.loop.run_until_complete(coro)
+
+    def node(self, *path: str):
+        return self.run(self.obj.get_child([f"{self.idx}:{p}" for p in path]))
+
+    def read(self, *path: str):
+        return self.run(self.node(*path).read_value())
+
+    def write(self, value, vtype, *path: str) -> None:
+        self.run(self.node(*path).write_value(ua.DataValue(ua.Variant(value, vtype))))
+
+    def call(self, method: str, *args):
+        return self.run(self.obj.call_method(f"{self.idx}:{method}", *args))
+
+    def wait_for(self, predicate, timeout_s: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not predicate():
+            assert time.monotonic() < deadline, "condition not reached"
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        try:
+            self.run(self.client.disconnect())
+        finally:
+            self.loop.close()
+
+
+@pytest.fixture
+def mes_station(make_line_station):
+    clients = []
+
+    def make(**kw):
+        rt = make_line_station(modbus=False, opcua=True, **kw)
+        mes = MesClient(rt.opcua_port)
+        clients.append(mes)
+        return rt, mes
+
+    yield make
+    for c in clients:
+        c.close()
+
+
+def _row(rt, inspection_id):
+    con = sqlite3.connect(rt.data_dir / "station.db")
+    try:
+        part, lot, recipe, verdict, record = con.execute(
+            "select part_id, lot, recipe, verdict, record from inspections where id=?", (inspection_id,)).fetchone()
+    finally:
+        con.close()
+    return {"part_id": part, "lot": lot, "recipe": recipe, "verdict": verdict, "record": json.loads(record)}
+
+
+def test_trigger_method_returns_the_recorded_result_and_last_result_shows_it(mes_station):
+    rt, mes = mes_station(defect_rate=0.5, seed=3)
+    assert mes.read("State") == "armed" and mes.read("TriggerReady") is True
+    assert (mes.read("ActiveRecipe"), mes.read("ActiveRecipeNumber")) == ("a", 1)
+    verdicts = set()
+    for i in range(6):
+        result_id, verdict, code, _msg = mes.call("Trigger", f"MES-{i}", "LOT-M")
+        row = _row(rt, result_id)
+        assert (row["part_id"], row["lot"], row["verdict"]) == (f"MES-{i}", "LOT-M", verdict)
+        assert code == int(ResultCode.for_verdict(verdict))
+        verdicts.add(verdict)
+    mes.wait_for(lambda: mes.read("LastResult", "ResultId") == result_id)
+    assert mes.read("LastResult", "PartId") == "MES-5" and mes.read("LastResult", "Verdict") == verdict
+    assert mes.read("LastResult", "State") == 1 and mes.read("LastResult", "Sequence") == 6
+    confidence = _row(rt, result_id)["record"]["confidence"]
+    assert mes.read("LastResult", "Confidence") == pytest.approx(confidence)
+    assert mes.read("ResultReady") is False  # the method call acknowledged its own result
+    assert {"OK", "NotOK"} <= verdicts
+
+
+def test_select_recipe_is_audited_with_the_client_name_and_refuses_unknown(mes_station):
+    rt, mes = mes_station()
+    code, active, msg = mes.call("SelectRecipe", "nope", "mes-line4")
+    assert (code, active) == (ResultCode.UNKNOWN_RECIPE, "a") and "unknown recipe" in msg
+    code, active, _ = mes.call("SelectRecipe", "b", "mes-line4")
+    assert (code, active) == (0, "b")
+    mes.wait_for(lambda: mes.read("ActiveRecipeNumber") == 2)
+    result_id, *_ = mes.call("Trigger", "B-PART", "")
+    assert _row(rt, result_id)["recipe"] == "b"
+    code, active, _ = mes.call("SelectRecipe", "1", "mes-line4")  # by number works too
+    assert (code, active) == (0, "a")
+    audit = [(e["action"], e["actor"], e["subject"]) for e in rt.store.audit_entries(limit=50)
+             if e["action"].startswith("recipe.")]
+    assert audit == [("recipe.refused", "opcua:mes-line4", "nope"), ("recipe.selected", "opcua:mes-line4", "b"),
+                     ("recipe.selected", "opcua:mes-line4", "1")]
+
+
+def test_interlock_written_over_opcua_suspends_and_a_trigger_is_answered_not_hung(mes_station):
+    rt, mes = mes_station(interlock_source="opcua")
+    mes.call("Trigger", "BEFORE", "")
+    count = rt.store.count()
+    mes.write(True, ua.VariantType.Boolean, "Interlock")
+    mes.wait_for(lambda: mes.read("State") == "suspended")
+    assert "interlock" in mes.read("SuspendReasons") and mes.read("TriggerReady") is False
+    result_id, verdict, code, msg = mes.call("Trigger", "WHILE-OPEN", "")
+    assert (result_id, verdict, code) == ("", "", ResultCode.SUSPENDED) and "interlock" in msg
+    assert rt.store.count() == count
+    mes.write(False, ua.VariantType.Boolean, "Interlock")
+    mes.wait_for(lambda: mes.read("TriggerReady") is True)
+    result_id, *_ = mes.call("Trigger", "AFTER", "")
+    assert _row(rt, result_id)["part_id"] == "AFTER" and rt.store.count() == count + 1
+
+
+def test_bad_part_text_over_opcua_is_refused_with_a_code(mes_station):
+    rt, mes = mes_station()
+    result_id, _, code, msg = mes.call("Trigger", "bad\x07part", "")
+    assert (result_id, code) == ("", ResultCode.BAD_PART_DATA) and "printable" in msg
+    assert rt.store.count() == 0
