@@ -207,3 +207,27 @@ def result_code_table() -> str:
     lines = ["| code | name | meaning |", "|---|---|---|"]
     lines += [f"| {int(c)} | {c.name} | {RESULT_CODE_TEXT[c]} |" for c in ResultCode]
     return "\n".join(lines)
+
+
+DOC_SECTIONS = {"register-map": markdown_table, "result-codes": result_code_table}
+
+
+def render_doc(text: str) -> str:
+    """``text`` with every generated section (between ``<!-- NAME:begin -->`` and
+    ``<!-- NAME:end -->``) replaced by what this module defines now."""
+    for name, make in DOC_SECTIONS.items():
+        begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+        head, sep, rest = text.partition(begin)
+        _old, sep2, tail = rest.partition(end)
+        if not (sep and sep2):
+            raise ValueError(f"the page has no {begin} ... {end} section")
+        text = f"{head}{begin}\n{make()}\n{end}{tail}"
+    return text
+
+
+if __name__ == "__main__":  # python -m station.line.registers docs/line-handshake.md: refresh the tables
+    import sys
+    from pathlib import Path
+
+    page = Path(sys.argv[1])
+    page.write_text(render_doc(page.read_text(encoding="utf-8")), encoding="utf-8")
