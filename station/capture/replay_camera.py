@@ -1,14 +1,13 @@
 """Replay: feed a folder of saved images through the live pipeline as if a camera took them.
 
-Two trigger modes:
+SOFTWARE trigger: each ``grab`` returns the next file of the folder (natural sort order:
+``part_2`` before ``part_10``), ``NoMoreFrames`` at the end unless ``loop``. Files are
+read, never moved.
 
-- SOFTWARE: each ``grab`` returns the next file of the folder (natural sort order:
-  ``part_2`` before ``part_10``), ``NoMoreFrames`` at the end unless ``loop``.
-- WATCHED_FOLDER: each ``grab`` waits for a *new* file to land (an X-ray detector or another
-  station writing into a shared folder). Files are found by polling and taken only once
-  their size, mtime and inode have not changed for ``settle_s`` across two polls, so a file
-  still being written is not read half-way. Writers should still write to a temporary
-  name (``*.part``, ``*.tmp``, ``.name``) and rename it in: those names are never read.
+A folder that files *land* in (an X-ray detector, another station) is a different source
+with its own rules (complete files only, each exactly once, across restarts, bad files
+quarantined): :class:`station.capture.xray_camera.XrayFolderCamera`, which the config
+factory builds for ``type: replay`` with ``trigger: watched_folder`` too.
 
 A file that cannot be used (empty, truncated, corrupt, not an image, wrong size or bit depth)
 raises :class:`BadImage` naming the file and the reason; the cursor has already moved past it,
@@ -21,7 +20,6 @@ import hashlib
 import os
 import re
 import threading
-import time
 from pathlib import Path
 
 import cv2
@@ -34,7 +32,6 @@ from station.capture.base import (
     CameraDisconnected,
     CameraDriver,
     CameraInfo,
-    CaptureTimeout,
     Frame,
     NoMoreFrames,
     TriggerMode,
@@ -132,7 +129,7 @@ def decode_image(data: bytes, name: str, *, expected_width: int | None = None,
 
 
 class ReplayCamera(CameraDriver):
-    """Replays the images of ``folder`` (SOFTWARE) or the ones that land in it (WATCHED_FOLDER).
+    """Replays the images of ``folder`` in order (SOFTWARE trigger).
 
     ``Frame.source`` is the file's path; ``Frame.meta["replay"]`` holds ``file`` (its name),
     ``sha256`` (of the bytes read) and ``index`` (the n-th file taken since open).
@@ -140,7 +137,7 @@ class ReplayCamera(CameraDriver):
     taken with (None = unknown).
     """
 
-    trigger_modes = frozenset({TriggerMode.SOFTWARE, TriggerMode.WATCHED_FOLDER})
+    trigger_modes = frozenset({TriggerMode.SOFTWARE})
 
     def __init__(
         self,
@@ -155,9 +152,6 @@ class ReplayCamera(CameraDriver):
         serial: str = "REPLAY",
         exposure_us: float | None = None,
         gain_db: float | None = None,
-        include_existing: bool = False,
-        poll_interval_s: float = 0.05,
-        settle_s: float = 0.1,
     ) -> None:
         super().__init__()
         if expected_pixel_format is not None and expected_pixel_format not in REPLAY_FORMATS:
@@ -172,19 +166,12 @@ class ReplayCamera(CameraDriver):
         self.serial = serial
         self.exposure_us = None if exposure_us is None else float(exposure_us)
         self.gain_db = None if gain_db is None else float(gain_db)
-        self.include_existing = include_existing
-        self.poll_interval_s, self.settle_s = float(poll_interval_s), float(settle_s)
         self._lock = threading.Lock()
-        self._stop = threading.Event()
         self._open = False
         self._files: list[Path] = []
         self._cursor = 0
         self._taken = 0
         self._probe: tuple[int, int, str] | None = None
-        # watched folder: name -> signature already taken (or present at arm), and files
-        # seen but not yet settled: name -> (signature, first seen with it)
-        self._consumed: dict[str, tuple] = {}
-        self._pending: dict[str, tuple[tuple, float]] = {}
 
     # --- lifecycle -------------------------------------------------------------------
     def open(self) -> None:
@@ -211,18 +198,9 @@ class ReplayCamera(CameraDriver):
         if not self._open:
             raise CameraConfigError("ReplayCamera is not open")
         super().arm(mode)
-        self._stop.clear()
         with self._lock:
-            if mode is TriggerMode.WATCHED_FOLDER:
-                self._pending.clear()
-                self._consumed = {} if self.include_existing else {
-                    p.name: sig for p, sig in self._signatures().items()}
-            elif self._taken == 0:
+            if self._taken == 0:
                 self._files = self._list()  # pick up files added between open() and arm()
-
-    def disarm(self) -> None:
-        super().disarm()
-        self._stop.set()
 
     def rewind(self) -> None:
         """Re-read the folder and start again from its first file (SOFTWARE mode)."""
@@ -241,8 +219,6 @@ class ReplayCamera(CameraDriver):
             raise CameraConfigError("ReplayCamera is not open")
         if self._mode is None:
             raise CameraConfigError("ReplayCamera is not armed; call arm() before grab()")
-        if self._mode is TriggerMode.WATCHED_FOLDER:
-            return self._grab_watched(timeout_s)
         with self._lock:
             if self._cursor >= len(self._files):
                 if not (self.loop and self._files):
@@ -251,47 +227,6 @@ class ReplayCamera(CameraDriver):
             path = self._files[self._cursor]
             self._cursor += 1
         return self._load(path)
-
-    def _grab_watched(self, timeout_s: float) -> Frame:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            path = self._next_settled()
-            if path is not None:
-                try:
-                    return self._load(path)
-                except BadImage as err:
-                    if not path.exists():  # taken away before we read it: not ours to judge
-                        continue
-                    raise err
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise CaptureTimeout(f"{self.serial}: no new image in {self.folder} within {timeout_s:g} s")
-            if self._stop.wait(min(self.poll_interval_s, remaining)):
-                raise CaptureTimeout(f"{self.serial}: disarmed while watching {self.folder}")
-
-    def _next_settled(self) -> Path | None:
-        """One poll: note new or changed files, return the first that has settled."""
-        now = time.monotonic()
-        sigs = self._signatures()
-        with self._lock:
-            names = {p.name for p in sigs}
-            for gone in set(self._pending) - names:
-                del self._pending[gone]
-            ready = []
-            for path, sig in sigs.items():
-                if self._consumed.get(path.name) == sig:
-                    continue
-                seen = self._pending.get(path.name)
-                if seen is None or seen[0] != sig:
-                    self._pending[path.name] = (sig, now)
-                elif now - seen[1] >= self.settle_s:
-                    ready.append(path)
-            if not ready:
-                return None
-            path = min(ready, key=lambda p: _natural_key(p.name))
-            self._consumed[path.name] = sigs[path]
-            del self._pending[path.name]
-            return path
 
     # --- files -----------------------------------------------------------------------
     def _wanted(self, name: str) -> bool:

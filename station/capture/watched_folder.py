@@ -18,9 +18,14 @@ The protocol, all renames within one filesystem (atomic):
   driver's inspection listener). The station keeps the original bytes in its own store.
 - ``<folder>/quarantine/<file>`` and ``<file>.reason.json``: a file that cannot be used
   (empty, truncated, corrupt, not an image, wrong size), with the reason.
-- ``<folder>/.linestation/ledger.jsonl``: one fsynced line per claim, finish, quarantine
-  and duplicate (an identical file, by sha256, that was already inspected is moved to
+- ``<folder>/.linestation/ledger.jsonl``: one line per claim, finish, quarantine and
+  duplicate (an identical file, by sha256, that was already inspected is moved to
   ``done/`` as a duplicate instead of being inspected again).
+
+Durability: the station database is the truth about what was inspected, so filing a file
+away and the ledger are not fsynced (a power cut may leave a recorded file in
+``processing/``; the restart then asks the database and files it away). Only quarantine
+is made durable, as the reason file is the one record a bad file gets besides its fault.
 
 Restart: files still in ``processing/`` were claimed by a run that stopped before their
 record was committed, or after it but before ``finish``. ``recorded(sha256)`` (the
@@ -305,18 +310,14 @@ class FolderWatcher:
         if self.after == "delete" and not duplicate:
             path.unlink(missing_ok=True)
         else:
-            target = _free_name(self.done_dir, name + (".duplicate" if duplicate else ""))
-            os.rename(path, target)
-            fsync_dir(self.done_dir)
-        fsync_dir(self.processing)
+            os.rename(path, _free_name(self.done_dir, name + (".duplicate" if duplicate else "")))
 
     def _ledger(self, event: str, name: str, sha256: str, **extra: object) -> None:
         line = json.dumps({"at": _utc(), "event": event, "name": name, "sha256": sha256, **extra},
                           sort_keys=True, default=str) + "\n"
         fd = os.open(self.ledger_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            os.write(fd, line.encode())
-            os.fsync(fd)
+            os.write(fd, line.encode())  # one write per line: appends do not interleave
         finally:
             os.close(fd)
 

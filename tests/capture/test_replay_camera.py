@@ -1,18 +1,15 @@
-"""The replay driver: saved images through the live pipeline, bad files, watched folders."""
+"""The replay driver: saved images through the live pipeline, bad files (watched folders: test_watched_folder.py)."""
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import threading
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from station.capture.base import BadImage, CameraConfigError, CaptureTimeout, NoMoreFrames, TriggerMode
+from station.capture.base import BadImage, CameraConfigError, NoMoreFrames, TriggerMode
 from station.capture.replay_camera import ReplayCamera, decode_image
 
 W, H = 64, 48
@@ -162,7 +159,7 @@ def test_describe_reports_the_first_image(tmp_path):
     cam.open()
     info = cam.describe()
     assert (info.width, info.height, info.pixel_format, info.serial) == (W, H, "Mono16", "RP-7")
-    assert TriggerMode.WATCHED_FOLDER in info.trigger_modes
+    assert info.trigger_modes == frozenset({TriggerMode.SOFTWARE})  # a watched folder is XrayFolderCamera
 
 
 # --- bad input -----------------------------------------------------------------------
@@ -248,102 +245,3 @@ def test_missing_folder_and_unarmed_grab_are_config_errors(tmp_path):
         cam.arm(TriggerMode.HARDWARE_LINE)
     with pytest.raises(CameraConfigError):
         ReplayCamera(tmp_path, expected_pixel_format="YUV422")
-
-
-# --- watched folder ------------------------------------------------------------------
-FAST = {"poll_interval_s": 0.01, "settle_s": 0.03}
-
-
-def test_watched_folder_takes_a_file_that_lands_after_arm(tmp_path):
-    write(tmp_path, "old.png", grey(10))
-    cam = replay(tmp_path, TriggerMode.WATCHED_FOLDER, **FAST)
-
-    def land():
-        time.sleep(0.05)
-        write(tmp_path, "new.png.tmp", grey(99))
-        os.replace(tmp_path / "new.png.tmp", tmp_path / "new.png")
-
-    writer = threading.Thread(target=land)
-    writer.start()
-    try:
-        frame = cam.grab(timeout_s=3.0)
-    finally:
-        writer.join()
-    assert frame.meta["replay"]["file"] == "new.png" and int(frame.image[0, 0]) == 99
-    with pytest.raises(CaptureTimeout):
-        cam.grab(timeout_s=0.1)  # old.png was there before arm(): not a new part
-
-
-def test_watched_folder_include_existing(tmp_path):
-    write(tmp_path, "old.png", grey(10))
-    cam = replay(tmp_path, TriggerMode.WATCHED_FOLDER, include_existing=True, **FAST)
-    assert cam.grab(timeout_s=1.0).meta["replay"]["file"] == "old.png"
-
-
-def test_watched_folder_ignores_a_partial_file_until_it_is_renamed(tmp_path):
-    data = encode(grey(55))
-    cam = replay(tmp_path, TriggerMode.WATCHED_FOLDER, **FAST)
-    part = tmp_path / "incoming.png.part"
-    part.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CaptureTimeout):
-        cam.grab(timeout_s=0.15)
-    with part.open("ab") as f:
-        f.write(data[len(data) // 2:])
-    part.rename(tmp_path / "incoming.png")
-    frame = cam.grab(timeout_s=2.0)
-    assert frame.meta["replay"]["file"] == "incoming.png" and int(frame.image[0, 0]) == 55
-
-
-def test_watched_folder_waits_for_a_file_written_in_place_to_settle(tmp_path):
-    data = encode(grey(66))
-    cam = replay(tmp_path, TriggerMode.WATCHED_FOLDER, poll_interval_s=0.01, settle_s=0.3)
-    path = tmp_path / "slow.png"
-    path.write_bytes(data[:100])
-
-    def finish():
-        time.sleep(0.1)
-        with path.open("ab") as f:
-            f.write(data[100:])
-
-    writer = threading.Thread(target=finish)
-    writer.start()
-    try:
-        frame = cam.grab(timeout_s=3.0)
-    finally:
-        writer.join()
-    assert int(frame.image[0, 0]) == 66
-
-
-def test_watched_folder_bad_file_then_good_file(tmp_path):
-    cam = replay(tmp_path, TriggerMode.WATCHED_FOLDER, **FAST)
-    write(tmp_path, "a.png", data=b"garbage")
-    with pytest.raises(BadImage, match="a.png"):
-        cam.grab(timeout_s=1.0)
-    write(tmp_path, "b.png", grey(12))
-    assert cam.grab(timeout_s=1.0).meta["replay"]["file"] == "b.png"
-
-
-def test_watched_folder_takes_several_files_in_order_and_a_rewritten_name_again(tmp_path):
-    cam = replay(tmp_path, TriggerMode.WATCHED_FOLDER, **FAST)
-    write(tmp_path, "img_10.png", grey(10))
-    write(tmp_path, "img_9.png", grey(9))
-    assert [cam.grab(timeout_s=1.0).meta["replay"]["file"] for _ in range(2)] == ["img_9.png", "img_10.png"]
-    tmp = write(tmp_path, "img_9.png.part", grey(90))
-    os.replace(tmp, tmp_path / "img_9.png")  # a detector that reuses its file name
-    frame = cam.grab(timeout_s=1.0)
-    assert frame.meta["replay"]["file"] == "img_9.png" and int(frame.image[0, 0]) == 90
-
-
-def test_watched_folder_times_out_and_disarm_releases_the_wait(tmp_path):
-    cam = replay(tmp_path, TriggerMode.WATCHED_FOLDER, **FAST)
-    t0 = time.monotonic()
-    with pytest.raises(CaptureTimeout, match="no new image"):
-        cam.grab(timeout_s=0.1)
-    assert time.monotonic() - t0 < 1.0
-    errors = []
-    waiter = threading.Thread(target=lambda: errors.append(pytest.raises(CaptureTimeout, cam.grab, 5.0)))
-    waiter.start()
-    time.sleep(0.05)
-    cam.disarm()
-    waiter.join(timeout=2.0)
-    assert not waiter.is_alive() and "disarmed" in str(errors[0].value)

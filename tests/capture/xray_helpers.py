@@ -1,0 +1,78 @@
+"""Shared by the X-ray tests: a station cycle on a watched folder, with a real SQLite store."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from calibration.roi import Roi
+from calibration.xray_spec import calibrate_xray
+from calibration.spec import ProfileSpecChecker
+from station.capture.base import PartContext, TriggerMode
+from station.capture.sim_xray import SimXraySpec, XrayPartRenderer
+from station.detect.base import Detector
+from station.detect.variation import VariationModel, VariationParams
+from station.inspect.cycle import CycleContext, InspectionCycle
+from station.inspect.decide import DecisionPolicy
+from station.runtime import StoreRecorder, recorded_original
+from station.store.station_store import StationStore
+
+SPEC = SimXraySpec(width=256, height=256, seed=3, defect_rate=0.0)
+
+
+def good_radiographs(n: int, spec: SimXraySpec = SPEC, start: int = 1_000_000) -> list[np.ndarray]:
+    r = XrayPartRenderer(spec)
+    return [r.render(start + i, defect=None)[0] for i in range(n)]
+
+
+def xray_model(spec: SimXraySpec = SPEC, n: int = 12) -> tuple:
+    """A calibration profile and a (fast) variation model from good simulated radiographs."""
+    good = good_radiographs(n, spec)
+    profile = calibrate_xray(good, "XRAY-T", "casting")
+    model = VariationModel.train(good_radiographs(n, spec, start=2_000_000), roi=profile.roi,
+                                 params=VariationParams(downscale=4))
+    return profile, model
+
+
+def make_cycle(camera, store: StationStore, profile, model: Detector) -> InspectionCycle:
+    """The station's own cycle, wired as the runtime wires a watched folder."""
+    camera.set_recorded_check(recorded_original(store))
+    cycle = InspectionCycle(camera, ProfileSpecChecker(profile), model, StoreRecorder(store), DecisionPolicy(),
+                            CycleContext(station="xray1", recipe="casting", config_hash="t", roi=profile.roi),
+                            trigger_mode=TriggerMode.WATCHED_FOLDER, capture_timeout_s=2.0)
+    cycle.add_inspection_listener(camera.on_recorded)
+    return cycle
+
+
+def contexts(prefix: str = "P"):
+    n = 0
+    while True:
+        n += 1
+        yield PartContext(part_id=f"{prefix}{n:05d}", lot="L1", recipe="casting")
+
+
+def recorded_files(store: StationStore) -> list[str]:
+    """The original file name of every recorded inspection that had an image."""
+    with store.reader.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT record FROM inspections ORDER BY id").scalars().all()
+    docs = [json.loads(r) if isinstance(r, str) else r for r in rows]
+    return [d["meta"]["original"]["file"] for d in docs if (d.get("meta") or {}).get("original")]
+
+
+def fault_records(store: StationStore) -> list[dict]:
+    with store.reader.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT record FROM inspections WHERE decision = 'check_capture' ORDER BY id").scalars().all()
+    return [json.loads(r) if isinstance(r, str) else r for r in rows]
+
+
+def full_roi(profile) -> Roi:
+    return profile.roi
+
+
+def write_file(folder: Path, name: str, data: bytes) -> Path:
+    """Write ``data`` under a temporary name and rename it in (how vendor software does it)."""
+    tmp = folder / f".{name}.tmp"
+    tmp.write_bytes(data)
+    tmp.replace(folder / name)
+    return folder / name
