@@ -6,6 +6,9 @@ confidence, the capture-spec values; and three decisions, each on a key:
 - ``1``..``9`` choose the defect class, ``D`` confirms the defect with it;
 - ``G`` marks the part good; ``R`` sends it to recapture; ``H`` toggles the heatmap.
 
+A stored 16-bit image (X-ray) is shown through the same window / level control as the
+operator's live view (the item's recipe presets, drag on the picture, Auto, Reset).
+
 Every decision is written by :func:`station.review_labels.record_review_label` on the task
 runner's write queue (label row + audit entry + outbox row, one commit); the item leaves
 the queue once the write committed. Deciding needs the ``review`` permission, checked
@@ -14,6 +17,8 @@ again at every key press (the session may have timed out since the page opened).
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QHideEvent, QKeySequence, QShortcut, QShowEvent
@@ -33,9 +38,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from station.display_window import FORMAT_TOP, GreyWindow, apply_window
 from station.review_labels import AlreadyLabelled, ReviewAction, record_review_label
+from station.ui.line_view import display_presets
 from station.ui.review_image import QtPictureView, scaled_font
-from station.ui.review_queue import ReviewDetail, ReviewItem, load_for_display, review_queue
+from station.ui.review_queue import ReviewDetail, ReviewItem, display_rgb, load_for_display, review_queue
+from station.ui.window_level_widget import QtWindowLevelBar, WindowLevelMouse
 from station.users import PermissionDenied
 
 PERMISSION = "review"
@@ -87,6 +95,9 @@ class QtReviewPage(QWidget):
         self.heatmap_box = QCheckBox("Heatmap (H)")
         self.heatmap_box.setChecked(True)
         self.heatmap_box.toggled.connect(self._show_picture)
+        self.window_level = QtWindowLevelBar(display_presets(ctx.runtime.cfg), self._stored_image)
+        self.window_level.window_changed.connect(self._show_picture)
+        self._wl_mouse = WindowLevelMouse(self.picture, self.window_level)
 
         self.facts = QLabel("Nothing selected")
         self.facts.setObjectName("reviewFacts")
@@ -122,6 +133,7 @@ class QtReviewPage(QWidget):
         left.addWidget(self.queue, 1)
         centre = QVBoxLayout()
         centre.addWidget(self.picture, 1)
+        centre.addWidget(self.window_level)
         centre.addWidget(self.heatmap_box)
         right = QVBoxLayout()
         right.addWidget(self.facts)
@@ -248,6 +260,7 @@ class QtReviewPage(QWidget):
             self.facts.setText("<b>Nothing to review.</b>")
             self.spec_table.setRowCount(0)
             self.picture.set_rgb(None, "The queue is empty")
+            self.window_level.deactivate()
             self._update_enabled()
             return
         it, doc = detail.item, detail.document
@@ -277,16 +290,36 @@ class QtReviewPage(QWidget):
             for col, text in enumerate(cells):
                 self.spec_table.setItem(r, col, QTableWidgetItem(text))
         self.spec_table.resizeColumnsToContents()
+        self._follow_bit_depth(detail)
         self._show_picture()
         self._update_enabled()
 
-    def _show_picture(self) -> None:
+    def _stored_image(self):
+        d = self.detail
+        return d.image if d is not None else None
+
+    def _follow_bit_depth(self, d: ReviewDetail | None) -> None:
+        """16-bit mono images get the window / level control (the item's recipe presets)."""
+        img = d.image if d is not None else None
+        if img is None or img.dtype != np.uint16 or img.ndim != 2:
+            self.window_level.deactivate()
+            return
+        self.window_level.set_presets(display_presets(self.ctx.runtime.cfg, d.item.recipe))
+        bits = (d.document.get("image") or {}).get("bit_depth")
+        self.window_level.activate(FORMAT_TOP.get(f"Mono{bits}", 65535) if bits else 65535)
+
+    def _show_picture(self, *_args) -> None:
         d = self.detail
         if d is None or d.image is None:
             why = d.image_error if d is not None and d.image_error else "No image (capture fault)"
             self.picture.set_rgb(None, why)
             return
-        self.picture.set_rgb(d.pictures.get(self.heatmap_box.isChecked()))
+        heat = self.heatmap_box.isChecked()
+        w: GreyWindow | None = self.window_level.window if self.window_level.active else None
+        if w is not None and d.image.dtype == np.uint16:  # made now: it follows every drag step
+            self.picture.set_rgb(display_rgb(apply_window(d.image, w), None, d.heatmap if heat else None))
+            return
+        self.picture.set_rgb(d.pictures.get(heat))
 
     # --- decisions -----------------------------------------------------------------
     def choose_class(self, name: str | None) -> None:

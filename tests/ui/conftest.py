@@ -34,10 +34,12 @@ UI_SIM = {
 PIN = "4711"
 
 
-def ui_config(camera: dict | None = None, recipe: dict | None = None, **ui: object) -> LineStationConfig:
+def ui_config(camera: dict | None = None, recipe: dict | None = None, config: dict | None = None,
+              **ui: object) -> LineStationConfig:
     data = yaml.safe_load(yaml.safe_dump(UI_SIM))
     data["camera"].update(camera or {})
     data["recipe"].update(recipe or {})
+    data.update(config or {})  # further top-level sections (line, recipes)
     if ui:
         data["ui"] = dict(ui)
     return parse_config(yaml.safe_dump(data), "ui-test.yaml")
@@ -78,8 +80,9 @@ def _running_timers() -> list:
 
 @pytest.fixture
 def station_window(qtbot, tmp_path, ui_template) -> Iterator[Callable[..., object]]:
-    """``open(camera={...}, recipe={...}, template=dir, **ui)`` -> (window, ctx): a real
-    station and its window (``template``: calibration and models to start from).
+    """``open(camera={...}, recipe={...}, template=dir, config={...}, **ui)`` -> (window, ctx):
+    a real station and its window (``template``: calibration and models to start from;
+    ``config``: more top-level sections, e.g. ``line`` and ``recipes``).
 
     After the test: the window is closed and the station closed, and the test fails on
     leaked threads, running timers or widgets.
@@ -98,9 +101,9 @@ def station_window(qtbot, tmp_path, ui_template) -> Iterator[Callable[..., objec
     opened: list[tuple[object, object]] = []
 
     def open_(camera: dict | None = None, recipe: dict | None = None, template: Path | None = None,
-              **ui: object):
+              config: dict | None = None, **ui: object):
         data_dir = copy_template(template or ui_template, tmp_path / f"data{len(opened)}")
-        rt = StationRuntime.open(ui_config(camera, recipe, **ui), data_dir)
+        rt = StationRuntime.open(ui_config(camera, recipe, config, **ui), data_dir)
         ctx = build_context(rt)
         # only this part's pages: part B's pages have tests of their own
         win = QtMainWindow(ctx, [p for p in PAGES if p.key in ("operator", "health", "accounts")])

@@ -243,3 +243,51 @@ def test_8_bit_station_has_no_window_controls(qtbot, station_window):
     qtbot.waitUntil(lambda: op.live.frames_set >= 1, timeout=10_000)
     assert op.live.frame.dtype == np.uint8 and not op.live.windowed
     assert not op.window_level.isVisible() and op.window_level.window is None
+
+
+# --- the review tab -----------------------------------------------------------------------------
+def test_review_tab_shows_stored_16_bit_images_through_the_window(qtbot, station_window, ui_template_16):
+    from station.ui.review import QtReviewPage
+    from station.ui.review_queue import display_rgb, review_queue
+
+    win, ctx = station_window(camera={**MONO16, "defect_rate": 1.0}, recipe={"display_presets": PRESETS},
+                              template=ui_template_16)
+    make_user(ctx, "sam", "supervisor")
+    sign_in(qtbot, win, "sam")
+    op = win.pages["operator"]
+    for n in range(4):
+        op.trigger_once()
+        qtbot.waitUntil(lambda: len(op.latency_ms) > n, timeout=10_000)
+    assert review_queue(ctx.store), "no part for the review queue"
+    page = QtReviewPage(ctx)
+    qtbot.addWidget(page)
+    try:
+        qtbot.waitUntil(lambda: page.detail is not None, timeout=10_000)
+        img = page.detail.image
+        assert img.dtype == np.uint16  # stored 16-bit, read back 16-bit
+        wl = page.window_level
+        assert wl.active and wl.window == GreyWindow(2000, 12000)
+        assert list(wl.preset_buttons) == ["Thin wall", "Thick wall", "Full range"]
+        page.heatmap_box.setChecked(False)
+        h, w = img.shape
+        page.picture.setFixedSize(w, h)  # one screen pixel per image pixel: exact comparison
+        page.resize(1900, 1000)
+        page.show()
+        qtbot.waitExposed(page)
+        assert page.picture.image_rect().size().toTuple() == (w, h)
+
+        def shown() -> np.ndarray:
+            return grab_rgb(page.picture)
+
+        expect = display_rgb(apply_window(img, GreyWindow(2000, 12000)))
+        assert np.array_equal(shown(), expect)
+        qtbot.mouseClick(wl.preset_buttons["Thick wall"], Qt.MouseButton.LeftButton)
+        assert np.array_equal(shown(), display_rgb(apply_window(img, GreyWindow(20000, 60000))))
+        before = wl.window
+        qtbot.mousePress(page.picture, Qt.MouseButton.LeftButton, pos=QPoint(100, 100))
+        qtbot.mouseMove(page.picture, QPoint(100 - w // 10, 100))
+        qtbot.mouseRelease(page.picture, Qt.MouseButton.LeftButton, pos=QPoint(100 - w // 10, 100))
+        assert wl.window.level < before.level and wl.window.width == before.width
+        assert np.array_equal(shown(), display_rgb(apply_window(img, wl.window)))
+    finally:
+        page.close_page()
