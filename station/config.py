@@ -563,6 +563,8 @@ class LineStationConfig(_Strict):
         inspection. Screen-only settings (``ui``) are left out: changing the idle sign-out
         time must not make two identical inspections look differently configured."""
         data = self.model_dump(mode="json", exclude={"ui", "line"})  # where the PLC connects changes no verdict
+        for rc in [data["recipe"], *data.get("recipes", [])]:
+            rc.pop("display_presets", None)  # window / level buttons change what is shown, not a verdict
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

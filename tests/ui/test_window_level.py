@@ -101,6 +101,7 @@ def test_presets_in_the_config_are_checked():
     base = "schema_version: 1\ncamera: {type: sim}\ndetector: {type: variation}\nrecipe:\n  name: x\n"
     cfg = parse_config(base + "  display_presets: [{name: Thin, low: 100, high: 900}]\n", "p.yaml")
     assert cfg.recipe.display_presets[0].high == 900
+    assert cfg.config_hash() == parse_config(base, "p.yaml").config_hash()  # display only: same hash
     with pytest.raises(Exception, match=r"recipe\.display_presets\.0.*high \(100\) must be above low \(900\)"):
         parse_config(base + "  display_presets: [{name: Thin, low: 900, high: 100}]\n", "p.yaml")
     with pytest.raises(Exception, match="repeated: A"):
