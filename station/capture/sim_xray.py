@@ -25,6 +25,7 @@ never more than ``backlog`` files ahead of the station, like a detector that wai
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -177,12 +178,13 @@ class SimXrayWriter:
     def ext(self) -> str:
         return "dcm" if self.spec.file_format == "dicom" else "tif"
 
-    def encode(self, image: np.ndarray, index: int) -> bytes:
+    def encode(self, image: np.ndarray, index: int, truth: dict | None = None) -> bytes:
         if self.spec.file_format == "dicom":
             return write_dicom(image, bits_stored=self.spec.bits, component_name="SIM-CASTING",
                                component_id=f"C{index:06d}", kvp=150, tube_current_ma=2,
                                station_name="SIM-XRAY")
-        return write_tiff(image, description=f"LineStation simulated radiograph {index}")
+        # the ground truth rides in the TIFF description, so demo and bench can score results
+        return write_tiff(image, description=json.dumps({"sim": truth or {"index": index}}))
 
     def next_index(self) -> int:
         """One past the highest index found in the folder and its subfolders (restarts go on)."""
@@ -198,8 +200,8 @@ class SimXrayWriter:
     def write_part(self, index: int, *, defect: str | None = "auto", fault: str | None = None,
                    corrupt: bool | None = None, write: str | None = None) -> Path:
         """Render part ``index`` and write it; return the final path."""
-        image, _truth = self.renderer.render(index, defect=defect, fault=fault)
-        data = self.encode(image, index)
+        image, truth = self.renderer.render(index, defect=defect, fault=fault)
+        data = self.encode(image, index, truth)
         if corrupt is None:
             corrupt = np.random.default_rng([self.spec.seed, index, 7]).random() < self.spec.corrupt_rate
         if corrupt:
@@ -242,6 +244,21 @@ class SimXrayCamera(XrayFolderCamera):
         self.writer = SimXrayWriter(folder, spec)
         self._writer_stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def decode(self, claim):
+        image, fmt, kind, facts = super().decode(claim)
+        try:  # the simulated part's ground truth, when the writer put it in the description
+            facts["sim"] = json.loads(facts.pop("description", ""))["sim"]
+        except (ValueError, KeyError, TypeError):
+            pass
+        return image, fmt, kind, facts
+
+    def grab(self, timeout_s: float = 1.0):
+        frame = super().grab(timeout_s)
+        truth = frame.meta.get("tiff", {}).pop("sim", None)
+        if truth is not None:
+            frame.meta["sim"] = truth
+        return frame
 
     def good_images(self, count: int, start: int = 0) -> list[np.ndarray]:
         """Known-good radiographs (no defect, no fault) for calibration and first training."""

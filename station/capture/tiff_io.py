@@ -38,7 +38,7 @@ def read_tiff(data: bytes) -> tuple[np.ndarray, dict]:
                 "bits_per_sample": int(page.bitspersample),
                 "compression": str(getattr(page.compression, "name", page.compression)),
                 "software": str(page.software or ""),
-                "description": str(page.description or "")[:200],
+                "description": str(page.description or "")[:1000],
             }
     except TiffReadError:
         raise
