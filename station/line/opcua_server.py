@@ -45,6 +45,9 @@ _DEFAULTS = {V.String: "", V.Int32: 0, V.Boolean: False, V.Double: 0.0,
              V.DateTime: datetime(1970, 1, 1, tzinfo=timezone.utc)}
 
 
+_UNSET = object()
+
+
 def state_values(st: LineStatus) -> dict[str, Any]:
     return {"State": st.cycle_state, "StateCode": st.state_code, "TriggerReady": st.trigger_ready, "Busy": st.busy,
             "ResultReady": st.result_ready, "ActiveRecipe": st.active_recipe,
@@ -83,6 +86,7 @@ class OpcUaLineServer:
         self._result: dict[str, Any] = {}
         self._refresh_pending = False
         self._pending_lock = threading.Lock()
+        self._written: dict[tuple[int, str], Any] = {}
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self, timeout_s: float = 30.0) -> OpcUaLineServer:
@@ -160,14 +164,22 @@ class OpcUaLineServer:
             self._refresh_pending = False
         st = self.handshake.status()
         for name, value in state_values(st).items():
-            await self._state[name].write_value(ua.Variant(value, STATE_VARS[name]))
+            await self._write(self._state, STATE_VARS, name, value)
         values = result_values(st)
         if values is not None:
             for name, value in values.items():  # ResultId and Sequence last: a watcher sees a whole result
                 if name not in ("ResultId", "Sequence"):
-                    await self._result[name].write_value(ua.Variant(value, RESULT_VARS[name]))
+                    await self._write(self._result, RESULT_VARS, name, value)
             for name in ("ResultId", "Sequence"):
-                await self._result[name].write_value(ua.Variant(values[name], RESULT_VARS[name]))
+                await self._write(self._result, RESULT_VARS, name, values[name])
+
+    async def _write(self, nodes: dict[str, Any], types: dict[str, ua.VariantType], name: str, value: Any) -> None:
+        """Write only what changed: the refresh runs on every cycle state change, beside the line."""
+        key = (id(nodes), name)
+        if self._written.get(key, _UNSET) == value:
+            return
+        await nodes[name].write_value(ua.Variant(value, types[name]))
+        self._written[key] = value
 
     # --- address space -> handshake -----------------------------------------------------------
     async def _after_write(self, event: Any, _dispatcher: Any) -> None:
@@ -178,8 +190,9 @@ class OpcUaLineServer:
             if item.NodeId == interlock and status.is_good():
                 active = bool(item.Value.Value.Value)
                 accepted = await asyncio.to_thread(self.handshake.set_interlock, active, "opcua")
-                if not accepted:
-                    self._on_status(self.handshake.status())  # show the real state again
+                if not accepted:  # show the real state again
+                    self._written.pop((id(self._state), "Interlock"), None)
+                    self._on_status(self.handshake.status())
 
     def _select_recipe(self, _parent: Any, recipe: str, client: str) -> tuple:
         who = f"opcua:{(client or 'anonymous').strip()[:64]}"
