@@ -11,38 +11,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import yaml
+from line_config import SERIAL, line_config
 
 from calibration.profile import ProfileStore
 from servers import free_ports
-from station.config import LineStationConfig, parse_config
 from station.runtime import StationRuntime
-
-SERIAL = "SIM-LINE"
-
-
-def line_config(modbus_port: int | None = None, opcua_port: int | None = None, *, timeout_ms: int = 2000,
-                interlock_source: str = "any", **camera: object) -> LineStationConfig:
-    data = {
-        "schema_version": 1,
-        "station": {"plant": "p1", "line": "l1", "station": "s1", "lot": "LOT-T"},
-        "camera": {"type": "sim", "serial": SERIAL, "width": 640, "height": 512, "seed": 11,
-                   "defect_rate": 0.0, "timeout_s": 0.5, **camera},
-        "detector": {"type": "variation", "train_images": 30},
-        "recipe": {"name": "a"},
-        "recipes": [{"number": 1, "name": "a"},
-                    {"number": 2, "name": "b", "decision": {"reject_min_confidence": 0.99, "pass_min_confidence": 0.99}},
-                    {"number": 3, "name": "c"}],
-        "calibration": {"calibration_images": 16},
-    }
-    line: dict = {"result_timeout_ms": timeout_ms, "interlock_source": interlock_source}
-    if modbus_port:
-        line["modbus"] = {"host": "127.0.0.1", "port": modbus_port, "unit_id": 1}
-    if opcua_port:
-        line["opcua"] = {"endpoint": f"opc.tcp://127.0.0.1:{opcua_port}/linestation", "namespace": "urn:test:line"}
-    if modbus_port or opcua_port:
-        data["line"] = line
-    return parse_config(yaml.safe_dump(data), "line-test.yaml")
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import yaml
-from conftest import line_config
+from line_config import line_config
 from plc import SimPlc
 
 from servers import BIN, free_ports, port_open, wait_for
