@@ -192,9 +192,13 @@ class LineHandshake:
             self._busy = True
             refusal = self._refusal(request)
             if refusal is None:
-                ctx = self._part_context(request)
-                ticket.timer = threading.Timer(self.result_timeout_s, self._on_timeout, (ticket,))
-                ticket.timer.daemon = True
+                try:
+                    ctx = self._part_context(request)
+                except Exception as exc:  # the part counter could not be read: answer, never hang
+                    refusal = ResultCode.STATION_ERROR, f"cannot number the part: {exc}"
+                else:
+                    ticket.timer = threading.Timer(self.result_timeout_s, self._on_timeout, (ticket,))
+                    ticket.timer.daemon = True
         log.debug("trigger %d from %s: %s", ticket.seq, source, request)
         if refusal is not None:
             self._publish(ticket, self._error(ticket, *refusal))

@@ -144,7 +144,7 @@ REGISTER_MAP: tuple[Register, ...] = (
              _result_values()),
     Register("result_seq", Table.INPUT, 1, "uint16", "counts published results (wraps at 65536)"),
     Register("heartbeat", Table.INPUT, 2, "uint16",
-             "seconds since the station started (wraps); stops counting when the station hangs"),
+             "seconds since the line server started (wraps): a PLC watchdog sees it change every second"),
     Register("active_recipe", Table.INPUT, 3, "uint16", "number of the active recipe",
              "0 = the start recipe has no number"),
     Register("recipe_status", Table.INPUT, 4, "uint16", "answer to the last select_recipe",

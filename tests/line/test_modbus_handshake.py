@@ -226,3 +226,23 @@ def test_interlock_from_a_transport_that_is_not_the_configured_source_is_ignored
     plc.coil("interlock", True)
     time.sleep(0.1)
     assert rt.cycle.suspensions == {} and plc.bit("trigger_ready")
+
+
+def test_a_record_that_cannot_be_written_is_answered_and_the_faulted_station_says_not_ready(plc_station, monkeypatch):
+    import errno
+
+    import station.store.images as images
+
+    rt, plc = plc_station()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(images.os, "fsync", full)  # the image write hits a full disk
+    assert plc.inspect("NO-SPACE").code == ResultCode.STATION_ERROR
+    assert rt.cycle.state.value == "faulted" and rt.store.count() == 0
+    assert plc.inputs()["state"] == 7
+    plc.write_part("AFTER-FAULT")
+    plc.coil("trigger", True)
+    plc.wait_bit("result_ready", True)
+    assert plc.inputs()["result_code"] == ResultCode.NOT_READY
