@@ -95,6 +95,10 @@ class ModbusLineServer:
         return self
 
     async def _start(self) -> None:
+        # pymodbus 3.16 serves every datastore through SimDevice (ModbusServerContext is
+        # deprecated and converted to SimDevices inside the server), so the device action is
+        # the supported hook. Four separate tables (the tuple form) give coils and discrete
+        # inputs bit addresses, as PLC programmers expect.
         device = SimDevice(
             self.unit_id,
             simdata=([SimData(0, values=[False] * BITS, datatype=DataType.BITS)],
