@@ -34,7 +34,7 @@ def health_items(h: Health) -> list[tuple[str, str, str]]:
          STATE_BAD if h.disk_low else STATE_OK),
         ("sync", sync_txt, sync_col),
         ("cycle", f"line {h.cycle_state}" + (f": {h.fault_reason}" if h.fault_reason else ""),
-         STATE_BAD if h.cycle_state == "faulted" else STATE_OK),
+         STATE_BAD if h.cycle_state == "faulted" else STATE_WARN if h.cycle_state == "suspended" else STATE_OK),
     ]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QHBoxLayout, QLabel
 
 from station.ui.line_view import LinkShown, RecipeShown
 from station.ui.operator_panels import _Panel
@@ -31,16 +31,31 @@ def link_text(link: LinkShown, now: float | None = None) -> str:
 
 
 class QtLinePanel(_Panel):
-    """Recipe (name and number) in large type; one line per line link."""
+    """Recipe (name and number) in large type on the title's row; one line per line link.
+
+    Compact on purpose: the column beside the image is full, and a station without a PLC
+    link needs only the one row.
+    """
 
     def __init__(self) -> None:
         super().__init__("Line")
+        title = self.box.itemAt(0).widget()
+        self.box.removeWidget(title)
+        row = QHBoxLayout()
+        row.setSpacing(16)
         self.recipe = QLabel("-")
-        self.recipe.setObjectName("bigValue")
+        self.recipe.setStyleSheet("font-size: 26px; font-weight: bold;")
+        self.no_link = QLabel("no PLC / MES link")
+        self.no_link.setStyleSheet(f"color: {MUTED}; font-size: 18px;")
+        row.addWidget(title)
+        row.addWidget(self.recipe)
+        row.addStretch(1)
+        row.addWidget(self.no_link)
+        self.box.insertLayout(0, row)
         self.links = QLabel("")
         self.links.setWordWrap(True)
         self.links.setStyleSheet(f"color: {MUTED}; font-size: 18px;")
-        self.box.addWidget(self.recipe)
+        self.links.setVisible(False)
         self.box.addWidget(self.links)
         self._shown: tuple | None = None
 
@@ -51,4 +66,6 @@ class QtLinePanel(_Panel):
             return
         self._shown = key
         self.recipe.setText(f"recipe {recipe.text()}")
-        self.links.setText("<br>".join(texts) if texts else "no PLC / MES link configured")
+        self.links.setText("<br>".join(texts))
+        self.links.setVisible(bool(texts))
+        self.no_link.setVisible(not texts)

@@ -113,27 +113,41 @@ class QtCountersPanel(_Panel):
 
 
 class QtSpecPanel(_Panel):
-    """The seven capture-spec checks of the latest frame: value against limits."""
+    """The capture-spec checks of the latest frame: value against limits.
+
+    Camera recipes have seven checks, X-ray recipes others (grey level, SNR, saturation,
+    underexposed, position, rotation): the rows follow the checks the frame was given.
+    """
 
     def __init__(self) -> None:
         super().__init__("Capture spec")
-        grid = QGridLayout()
-        grid.setHorizontalSpacing(14)
-        grid.setVerticalSpacing(2)
+        self.grid = QGridLayout()
+        self.grid.setHorizontalSpacing(14)
+        self.grid.setVerticalSpacing(2)
         self.rows: dict[str, tuple[QLabel, QLabel, QLabel, QLabel]] = {}
-        for r, name in enumerate(SPEC_ORDER):
-            mark, n, val, lim = QLabel("·"), QLabel(name), QLabel(""), QLabel("")
+        self.box.addLayout(self.grid)
+        self.failed: list[str] = []
+        self._state: dict[str, bool | None] = {}
+        self._set_rows(SPEC_ORDER)
+
+    def _set_rows(self, names: tuple[str, ...] | list[str]) -> None:
+        for labels in self.rows.values():
+            for w in labels:
+                self.grid.removeWidget(w)
+                w.deleteLater()
+        self.rows, self._state = {}, {}
+        for r, name in enumerate(names):
+            mark, n, val, lim = QLabel("·"), QLabel(name.replace("_", " ")), QLabel(""), QLabel("")
             mark.setFixedWidth(70)
             lim.setStyleSheet(f"color: {MUTED};")
             for c, w in enumerate((mark, n, val, lim)):
-                grid.addWidget(w, r, c)
+                self.grid.addWidget(w, r, c)
             self.rows[name] = (mark, n, val, lim)
-        self.box.addLayout(grid)
-        self.failed: list[str] = []
-        self._state: dict[str, bool | None] = {}
 
     def show_checks(self, checks: list[dict[str, Any]]) -> None:
         by_name = {c["name"]: c for c in checks}
+        if checks and set(by_name) != set(self.rows):  # another kind of recipe: its own rows
+            self._set_rows(list(by_name))
         self.failed = [c["name"] for c in checks if not c.get("passed", True)]
         for name, (mark, _n, val, lim) in self.rows.items():
             c = by_name.get(name)

@@ -5,8 +5,11 @@
 Opens the station on the demo config (simulated camera; a fresh temp data dir unless
 ``--data-dir``), creates an admin with a random password, runs real inspections and saves
 1920x1080 PNGs: the first-run and sign-in screens, the operator screen with PASS, with
-DEFECT + heatmap and with CHECK CAPTURE, the health page and every other page registered
-in :data:`station.ui.pages.PAGES` (the supervisor's and technician's pages).
+DEFECT + heatmap, with CHECK CAPTURE and held by an interlock (LINE HELD), the health page
+and every other page registered in :data:`station.ui.pages.PAGES` (the supervisor's and
+technician's pages). Then a second station on the X-ray demo config (simulated 16-bit
+detector, its watched folder in the temp dir): the operator screen with a radiograph shown
+through the recipe's first window / level preset and the heatmap.
 Refuses to run on the offscreen platform: the point is a real window.
 """
 from __future__ import annotations
@@ -29,6 +32,8 @@ from station.ui.main_window import QtMainWindow
 
 SIZE = (1920, 1080)
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "resources" / "demo.yaml"
+XRAY_CONFIG = Path(__file__).resolve().parents[2] / "resources" / "xray-demo.yaml"
+INTERLOCK_REASON = "interlock open (door / shutter, from modbus)"  # as station.line's handshake words it
 
 
 def pump(seconds: float) -> None:
@@ -89,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", type=Path, default=DEMO_CONFIG)
     p.add_argument("--data-dir", type=Path, default=None, help="default: a fresh temp dir")
     p.add_argument("--only", default="", help="comma-separated screen names")
+    p.add_argument("--xray-config", type=Path, default=XRAY_CONFIG, help="the X-ray station's config")
     args = p.parse_args(argv)
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -148,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{name}: no such result within the tries; not saved", file=sys.stderr)
                     continue
                 shots.shoot(name, settle=0.6)
+            if want("operator-interlock"):
+                shoot_interlock(win, shots)
             for key in list(win.pages):
                 if key == "operator" or not want(f"page-{key}"):
                     continue
@@ -158,8 +166,63 @@ def main(argv: list[str] | None = None) -> int:
             win.deleteLater()
             pump(0.2)
             rt.close()
+    if want("operator-xray-window"):
+        shoot_xray(args.xray_config, shots)
     print(f"{len(shots.saved)} screenshots in {args.out}")
     return 0
+
+
+def shoot_interlock(win: QtMainWindow, shots: Shooter) -> None:
+    """The line held by an interlock, the last verdict still on its banner."""
+    cycle = win.ctx.runtime.cycle
+    win.show_page("operator")
+    op = win.pages["operator"]
+    op.set_heatmap(False)
+    inspect_until(win, {"pass"})
+    cycle.suspend(INTERLOCK_REASON, source="interlock")
+    try:
+        wait_for(lambda: op.held.isVisible(), 5)
+        shots.shoot("operator-interlock", settle=2.5)  # the status bar's health poll too
+    finally:
+        cycle.resume(source="interlock")
+        wait_for(lambda: not op.held.isVisible(), 5)
+
+
+def shoot_xray(config: Path, shots: Shooter) -> None:
+    """A radiograph through the recipe's first preset, with the heatmap, on its own station."""
+    cfg = load_config(config)
+    with tempfile.TemporaryDirectory(prefix="linestation-xray-shots-") as tmp:
+        cam = cfg.camera
+        if cam.type == "xray_folder":  # the simulated detector writes into the temp dir, not the repo
+            cam = cam.model_copy(update={"folder": Path(tmp) / "inbox"})
+        ui = cfg.ui.model_copy(update={"demo_mode": True, "idle_signout_min": 600})
+        cfg = cfg.model_copy(update={"camera": cam, "ui": ui})
+        print(f"opening the X-ray station in {tmp} ...", flush=True)
+        rt = StationRuntime.open(cfg, Path(tmp) / "data", progress=lambda m: print(m, flush=True))
+        ctx = build_context(rt)
+        win = QtMainWindow(ctx)
+        win.setGeometry(0, 0, *SIZE)
+        win.setFixedSize(*SIZE)
+        win.show()
+        wait_for(win.isVisible)
+        shots.window = win
+        try:
+            secret = secrets.token_urlsafe(16)
+            ctx.users.create_first_admin("admin", secret, "Station admin")
+            win.sign_in_screen.signed_in.emit(ctx.users.sign_in("admin", secret))
+            wait_for(lambda: "operator" in win.pages)
+            op = win.pages["operator"]
+            op.set_heatmap(True)
+            if inspect_until(win, {"reject", "review"}) is None:
+                print("operator-xray-window: no defect within the tries; not saved", file=sys.stderr)
+                return
+            wait_for(lambda: op.window_level.isVisible(), 5)
+            shots.shoot("operator-xray-window", settle=0.6)
+        finally:
+            win.close()
+            win.deleteLater()
+            pump(0.2)
+            rt.close()
 
 
 if __name__ == "__main__":

@@ -56,6 +56,8 @@ QPushButton:pressed {{ background: #56606e; }}
 QPushButton:disabled {{ color: #6b7280; background: #2b2f36; border-color: #3a3f48; }}
 QPushButton#startButton {{ background: #00734f; border-color: #009E73; font-weight: bold; }}
 QPushButton#stopButton {{ background: #8a3b00; border-color: #D55E00; font-weight: bold; }}
+QPushButton#startButton:disabled, QPushButton#stopButton:disabled {{ background: #2b2f36; color: #6b7280;
+               border-color: #3a3f48; }}
 QPushButton:checked {{ background: #0072B2; border-color: #56B4E9; }}
 QLineEdit {{ background: #101215; border: 2px solid #56606e; border-radius: 8px; padding: 8px 12px;
              font-size: 30px; min-height: 52px; }}

@@ -97,3 +97,21 @@ def test_line_panel_shows_the_recipe(qtbot, station_window):
     win, ctx, op = _operator(qtbot, station_window)
     assert op.line_panel.recipe.text() == "recipe ui"
     assert op.line_panel.isVisible()
+
+
+def test_spec_panel_rows_follow_the_recipe_kind(qtbot):
+    """An X-ray frame's checks (grey level, SNR, ...) get rows of their own, values and marks."""
+    from station.ui.operator_panels import SPEC_ORDER, QtSpecPanel
+
+    panel = QtSpecPanel()
+    qtbot.addWidget(panel)
+    assert list(panel.rows) == list(SPEC_ORDER)
+    xray = [{"name": "grey_level", "passed": True, "value": 0.52, "low": 0.4, "high": 0.6},
+            {"name": "snr", "passed": False, "value": 12.5, "low": 20.0, "high": None},
+            {"name": "position", "passed": True, "value": 1.5, "low": None, "high": 8.0}]
+    panel.show_checks(xray)
+    assert list(panel.rows) == ["grey_level", "snr", "position"]
+    mark, name, value, limits = panel.rows["snr"]
+    assert name.text() == "snr" and value.text() == "12.50" and limits.text() == "≥ 20.00"
+    assert mark.text() == "✗ OUT" and panel.failed == ["snr"]
+    assert panel.rows["grey_level"][1].text() == "grey level"
