@@ -3,6 +3,7 @@ station's Modbus TCP server on 127.0.0.1 connects, triggers, switches the recipe
 the interlock; the line panel, the window / level presets and the LINE HELD banner follow."""
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -10,8 +11,19 @@ from calibration.profile import ProfileStore
 from conftest import make_user, sign_in
 from servers import free_ports
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "line"))
-from plc import SimPlc  # noqa: E402  (tests/line/plc.py: a PLC's side of the handshake)
+
+def _load_plc():
+    """tests/line/plc.py (a PLC's side of the handshake), without putting tests/line on sys.path
+    (its conftest must not shadow this folder's)."""
+    path = Path(__file__).resolve().parents[1] / "line" / "plc.py"
+    spec = importlib.util.spec_from_file_location("line_plc_for_ui", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+SimPlc = _load_plc().SimPlc
 
 PRESETS_B = [{"name": "Thick wall", "low": 20000, "high": 60000}]
 
