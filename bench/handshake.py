@@ -32,6 +32,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -79,9 +80,16 @@ class OpcUaMes:
     """An asyncua client calling ``Trigger`` (on its own event loop, one call at a time)."""
 
     def __init__(self, port: int) -> None:
+        # the client's loop runs all the time in its own thread: asyncua's keep-alive must not
+        # stall while the other paths are measured, or the server drops the session
         self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
         self.client = Client(f"opc.tcp://127.0.0.1:{port}/linestation", timeout=10)
-        self.loop.run_until_complete(self._connect())
+        self.run(self._connect())
+
+    def run(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
 
     async def _connect(self) -> None:
         await self.client.connect()
@@ -91,13 +99,16 @@ class OpcUaMes:
 
     def trigger(self, part_id: str) -> tuple[float, int]:
         t0 = time.perf_counter()
-        _rid, _verdict, code, _msg = self.loop.run_until_complete(
-            self.obj.call_method(self.method, part_id, "BENCH"))
+        _rid, _verdict, code, _msg = self.run(self.obj.call_method(self.method, part_id, "BENCH"))
         return (time.perf_counter() - t0) * 1000.0, int(code)
 
     def close(self) -> None:
-        self.loop.run_until_complete(self.client.disconnect())
-        self.loop.close()
+        try:
+            self.run(self.client.disconnect())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
+            self.loop.close()
 
 
 def inspect_direct(rt: StationRuntime, part_id: str) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
 import time
 
 import pytest
@@ -18,14 +19,17 @@ class MesClient:
     """A synchronous face over an asyncua client on its own event loop (one per test)."""
 
     def __init__(self, port: int) -> None:
+        # the loop runs all the time in its own thread, so asyncua's keep-alive never stalls
         self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
         self.client = Client(f"opc.tcp://127.0.0.1:{port}/linestation", timeout=10)
         self.run(self.client.connect())
         self.idx = self.run(self.client.get_namespace_index(NS))
         self.obj = self.run(self.client.nodes.objects.get_child([f"{self.idx}:LineStation"]))
 
     def run(self, coro):
-        return self.loop.run_until_complete(coro)
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
 
     def node(self, *path: str):
         return self.run(self.obj.get_child([f"{self.idx}:{p}" for p in path]))
@@ -49,6 +53,8 @@ class MesClient:
         try:
             self.run(self.client.disconnect())
         finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
             self.loop.close()
 
 
