@@ -235,7 +235,8 @@ class SimXrayCamera(XrayFolderCamera):
                  **kwargs) -> None:
         spec = spec or SimXraySpec()
         Path(folder).mkdir(parents=True, exist_ok=True)
-        kwargs.setdefault("expected_pixel_format", format_for_bits(spec.bits))
+        if kwargs.get("expected_pixel_format") is None:  # the simulated detector's own depth
+            kwargs["expected_pixel_format"] = format_for_bits(spec.bits)
         kwargs.setdefault("serial", "SIMXRAY-0001")
         kwargs.setdefault("settle_s", 0.2 if spec.write == "slow" else 0.0)
         super().__init__(folder, **kwargs)

@@ -236,3 +236,20 @@ def test_missing_or_unwritable_folder_is_a_config_error(tmp_path):
     watcher = FolderWatcher(tmp_path)
     with pytest.raises(OSError, match="not open"):
         watcher.next_claim(0.1)
+
+
+def test_delete_after_inspection_and_ignored_sidecars(tmp_path, model):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    write_file(inbox, "part.xml", b"<meta/>")  # a vendor's sidecar, left alone
+    write_file(inbox, "part.tif", write_tiff(radiograph(5)))
+    with StationStore(tmp_path / "data") as store:
+        cam = camera(inbox, after="delete", ignore=("*.xml",), recorded=recorded_original(store))
+        cycle = make_cycle(cam, store, *model)
+        cycle.arm()
+        list(cycle.run(contexts(), count=1))
+        with pytest.raises(CaptureTimeout):
+            cam.grab(0.2)
+        assert recorded_files(store) == ["part.tif"]
+    assert sorted(p.name for p in inbox.iterdir() if p.is_file()) == ["part.xml"]
+    assert os.listdir(inbox / "done") == [] and cam.watcher.quarantined() == []

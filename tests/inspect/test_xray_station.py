@@ -97,3 +97,23 @@ def test_bad_xray_config_names_the_key(tmp_path):
         parse_config(yaml.safe_dump(data), "bad.yaml")
     paths = {i.path for i in info.value.issues}
     assert {"recipe.grey_window", "camera.trigger", "camera.sim.bits"} <= paths, paths
+
+
+def test_12_bit_diconde_files_written_slowly_in_place(tmp_path):
+    cfg = demo_config(tmp_path / "inbox", file_format="dicom", bits=12, write="slow")
+    data = cfg.model_dump(mode="json")
+    data["recipe"]["grey_window"] = {"low": 800, "high": 2600}  # the window is in the detector's grey levels
+    data["recipe"]["display_presets"] = []
+    data["camera"]["settle_s"] = 0.15
+    cfg = parse_config(yaml.safe_dump(data), "xray-dicom.yaml")
+    rt = StationRuntime.open(cfg, tmp_path / "data")
+    try:
+        outs = list(rt.run(count=3))
+        docs = [rt.store.get(o.inspection_id) for o in outs]
+    finally:
+        rt.close()
+    for out, doc in zip(outs, docs):
+        assert out.fault is None and out.spec_passed, (out.fault, out.spec_checks)
+        assert out.frame.pixel_format == "Mono12" and int(out.frame.image.max()) <= 4095
+        assert doc["image"]["bit_depth"] == 12 and doc["meta"]["original"]["format"] == "dicom"
+        assert doc["meta"]["dicom"]["component_name"] == "SIM-CASTING"
