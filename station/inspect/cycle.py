@@ -31,6 +31,7 @@ from station.capture.base import (
     CameraDisconnected,
     CameraDriver,
     CaptureError,
+    CaptureTimeout,
     Frame,
     NoMoreFrames,
     PartContext,
@@ -73,6 +74,12 @@ class CycleBusy(RuntimeError):
 
 class SourceExhausted(Exception):
     """A finite source (a replay folder) has no more frames: there is no part to inspect."""
+
+
+class _NothingLanded(Exception):
+    """A watched folder stayed empty for the capture timeout while the line runs: no part
+    arrived, so nothing is recorded (an idle X-ray cell must not fill the record with
+    timeout faults); :meth:`InspectionCycle.run` goes back to waiting."""
 
 
 @dataclass(frozen=True)
@@ -325,23 +332,31 @@ class InspectionCycle:
                 break
             if self._state == CycleState.FAULTED:
                 break
-            while True:  # wait out an interlock, then claim the trigger atomically
-                if not self._wait_while_suspended():
-                    break
-                if self._begin():
-                    break
-            if self._state != CycleState.CAPTURING:
-                break  # stopped or aborted while suspended
-            try:
-                outcome = self._inspect_begun(ctx)
-            except SourceExhausted:
-                break
+            outcome = self._next_outcome(ctx)
+            if outcome is None:
+                break  # stopped or aborted while waiting, or the source ran out
             yield outcome
             done += 1
             if self._stop.is_set():
                 break
         if self._stop.is_set() and self._state in (CycleState.ARMED, CycleState.SUSPENDED):
             self.disarm()
+
+    def _next_outcome(self, ctx: PartContext) -> InspectionOutcome | None:
+        while True:
+            while True:  # wait out an interlock, then claim the trigger atomically
+                if not self._wait_while_suspended():
+                    break
+                if self._begin():
+                    break
+            if self._state != CycleState.CAPTURING:
+                return None  # stopped or aborted while suspended
+            try:
+                return self._inspect_begun(ctx, idle_ok=True)
+            except SourceExhausted:
+                return None
+            except _NothingLanded:
+                self._set_state(CycleState.ARMED)  # no file, no part: wait again (stop / interlock first)
 
     def _wait_while_suspended(self) -> bool:
         while not self._resume.wait(0.05):
@@ -380,12 +395,12 @@ class InspectionCycle:
             raise RuntimeError(f"the cycle is suspended: {self.suspend_reason}")
         return self._inspect_begun(part)
 
-    def _inspect_begun(self, part: PartContext) -> InspectionOutcome:
+    def _inspect_begun(self, part: PartContext, idle_ok: bool = False) -> InspectionOutcome:
         t_start = time.perf_counter()
         out = InspectionOutcome(context=part, cycle=self.context, started_at=time.time(),
                                 trigger_mode=self.trigger_mode.value)
         try:
-            self._capture(out)
+            self._capture(out, idle_ok)
             self._check_abort()
             if out.frame is not None:
                 self._set_state(CycleState.CHECKING)
@@ -409,11 +424,15 @@ class InspectionCycle:
         if self._abort.is_set():
             raise CycleAborted()
 
-    def _capture(self, out: InspectionOutcome) -> None:
+    def _capture(self, out: InspectionOutcome, idle_ok: bool = False) -> None:
         t0 = time.perf_counter()
         try:
             frame = self.camera.grab(self.capture_timeout_s)
             out.frame = frame.with_context(out.context)
+        except CaptureTimeout as exc:
+            if idle_ok and self.trigger_mode is TriggerMode.WATCHED_FOLDER:
+                raise _NothingLanded() from exc
+            out.fault = {"kind": exc.kind, "message": str(exc)}
         except NoMoreFrames as exc:
             self.camera.disarm()
             self._set_state(CycleState.IDLE)

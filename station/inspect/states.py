@@ -20,8 +20,9 @@ ALLOWED: dict[CycleState, frozenset[CycleState]] = {
     _S.IDLE: frozenset({_S.ARMED, _S.FAULTED}),
     _S.ARMED: frozenset({_S.CAPTURING, _S.IDLE, _S.SUSPENDED, _S.FAULTED}),
     # a capture fault or an abort goes straight to recording (the fault is recorded);
-    # a finite source (replay folder) that has run out goes idle: there is no part to record
-    _S.CAPTURING: frozenset({_S.CHECKING, _S.RECORDING, _S.IDLE, _S.FAULTED}),
+    # a finite source (replay folder) that has run out goes idle: there is no part to record;
+    # a watched folder where nothing landed within the timeout goes back to armed (no part)
+    _S.CAPTURING: frozenset({_S.CHECKING, _S.RECORDING, _S.IDLE, _S.ARMED, _S.FAULTED}),
     _S.CHECKING: frozenset({_S.DETECTING, _S.RECORDING, _S.FAULTED}),
     _S.DETECTING: frozenset({_S.RECORDING, _S.FAULTED}),
     _S.RECORDING: frozenset({_S.ARMED, _S.IDLE, _S.SUSPENDED, _S.FAULTED}),

@@ -253,3 +253,28 @@ def test_delete_after_inspection_and_ignored_sidecars(tmp_path, model):
         assert recorded_files(store) == ["part.tif"]
     assert sorted(p.name for p in inbox.iterdir() if p.is_file()) == ["part.xml"]
     assert os.listdir(inbox / "done") == [] and cam.watcher.quarantined() == []
+
+
+def test_an_idle_folder_records_nothing_and_stop_ends_the_wait(tmp_path, model):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    cam = camera(inbox)
+    with StationStore(tmp_path / "data") as store:
+        cycle = make_cycle(cam, store, *model, timeout_s=0.1)
+        cycle.arm()
+        outs: list = []
+        runner = threading.Thread(target=lambda: outs.extend(cycle.run(contexts(), count=3)))
+        runner.start()
+        time.sleep(0.6)  # several capture timeouts with nothing landing: no part, no record
+        assert store.count() == 0
+        writer = SimXrayWriter(inbox, SPEC)
+        writer.write_part(1, defect=None)
+        writer.write_part(2, defect=None)
+        deadline = time.monotonic() + 10
+        while store.count() < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        cycle.stop()  # while waiting for the third part
+        runner.join(timeout=5)
+        assert not runner.is_alive()
+        assert [o.fault for o in outs] == [None, None] and store.count() == 2
+        assert cycle.state.value == "idle"

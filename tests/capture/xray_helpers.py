@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.roi import Roi
 from calibration.xray_spec import calibrate_xray
 from calibration.spec import ProfileSpecChecker
 from station.capture.base import PartContext, TriggerMode
@@ -35,12 +34,12 @@ def xray_model(spec: SimXraySpec = SPEC, n: int = 12) -> tuple:
     return profile, model
 
 
-def make_cycle(camera, store: StationStore, profile, model: Detector) -> InspectionCycle:
+def make_cycle(camera, store: StationStore, profile, model: Detector, timeout_s: float = 2.0) -> InspectionCycle:
     """The station's own cycle, wired as the runtime wires a watched folder."""
     camera.set_recorded_check(recorded_original(store))
     cycle = InspectionCycle(camera, ProfileSpecChecker(profile), model, StoreRecorder(store), DecisionPolicy(),
                             CycleContext(station="xray1", recipe="casting", config_hash="t", roi=profile.roi),
-                            trigger_mode=TriggerMode.WATCHED_FOLDER, capture_timeout_s=2.0)
+                            trigger_mode=TriggerMode.WATCHED_FOLDER, capture_timeout_s=timeout_s)
     cycle.add_inspection_listener(camera.on_recorded)
     return cycle
 
@@ -64,10 +63,6 @@ def fault_records(store: StationStore) -> list[dict]:
     with store.reader.connect() as conn:
         rows = conn.exec_driver_sql("SELECT record FROM inspections WHERE decision = 'check_capture' ORDER BY id").scalars().all()
     return [json.loads(r) if isinstance(r, str) else r for r in rows]
-
-
-def full_roi(profile) -> Roi:
-    return profile.roi
 
 
 def write_file(folder: Path, name: str, data: bytes) -> Path:
