@@ -39,7 +39,8 @@ def make_camera(cfg: CameraConfig) -> CameraDriver:
 
         return XrayFolderCamera(cfg.folder, serial=cfg.serial, formats=("png", "tiff", "dicom"),
                                 expected_width=cfg.width, expected_height=cfg.height,
-                                expected_pixel_format=None if cfg.pixel_format == "BGR8" else cfg.pixel_format)
+                                expected_pixel_format=None if cfg.pixel_format == "BGR8" else cfg.pixel_format,
+                                allow_colour=cfg.pixel_format in (None, "BGR8"))
     if cfg.type == "replay":
         from station.capture.replay_camera import ReplayCamera
 

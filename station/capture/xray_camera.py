@@ -71,6 +71,7 @@ class XrayFolderCamera(CameraDriver):
         recorded: Recorded | None = None,
         exposure_us: float | None = None,
         gain_db: float | None = None,
+        allow_colour: bool = False,
     ) -> None:
         super().__init__()
         bad = [f for f in formats if f not in FORMATS]
@@ -84,6 +85,7 @@ class XrayFolderCamera(CameraDriver):
         self.expected_width, self.expected_height = expected_width, expected_height
         self.expected_pixel_format = expected_pixel_format
         self.exposure_us, self.gain_db = exposure_us, gain_db
+        self.allow_colour = allow_colour  # a replay folder of camera PNGs; never for X-ray
         self.watcher = FolderWatcher(folder, settle_s=settle_s, poll_interval_s=poll_interval_s,
                                      after=after, ignore=ignore, recorded=recorded)
         self._stop = threading.Event()
@@ -185,10 +187,10 @@ class XrayFolderCamera(CameraDriver):
             raise _bad(str(exc)) from None
         except BadImage as exc:
             raise _bad(getattr(exc, "reason", str(exc))) from None
-        if image.ndim != 2:
+        if image.ndim != 2 and not (self.allow_colour and fmt == "BGR8"):
             raise _bad(f"colour image {image.shape}; an X-ray image is grey")
         fmt = self._expected_format(image, fmt)
-        h, w = image.shape
+        h, w = image.shape[:2]
         if (self.expected_width and w != self.expected_width) or (self.expected_height and h != self.expected_height):
             raise _bad(f"size {w}x{h}, expected {self.expected_width or w}x{self.expected_height or h}")
         return image, fmt, kind, facts

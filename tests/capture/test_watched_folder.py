@@ -278,3 +278,23 @@ def test_an_idle_folder_records_nothing_and_stop_ends_the_wait(tmp_path, model):
         assert not runner.is_alive()
         assert [o.fault for o in outs] == [None, None] and store.count() == 2
         assert cycle.state.value == "idle"
+
+
+def test_replay_watched_folder_config_builds_this_driver_for_pngs(tmp_path):
+    from station.capture.factory import make_camera, trigger_mode
+    from station.config import parse_config
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    cfg = parse_config(f"schema_version: 1\ncamera: {{type: replay, folder: '{inbox}', trigger: watched_folder}}\n")
+    cam = make_camera(cfg.camera)
+    assert isinstance(cam, XrayFolderCamera) and trigger_mode(cfg.camera) is TriggerMode.WATCHED_FOLDER
+    cam.open()
+    cam.arm(trigger_mode(cfg.camera))
+    colour = np.dstack([np.full((20, 30), v, np.uint8) for v in (10, 20, 30)])
+    deep = np.arange(600, dtype=np.uint16).reshape(20, 30) * 100
+    write_file(inbox, "a_colour.png", cv2.imencode(".png", colour)[1].tobytes())
+    write_file(inbox, "b_deep.png", cv2.imencode(".png", deep)[1].tobytes())
+    first, second = cam.grab(3.0), cam.grab(3.0)
+    assert first.pixel_format == "BGR8" and np.array_equal(first.image, colour)
+    assert second.pixel_format == "Mono16" and np.array_equal(second.image, deep)
