@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "station.commands.ui_cmd",
     "station.commands.dataset_cmd", "station.commands.train_cmd", "station.commands.evaluate_cmd", "station.commands.deploy_cmd", "station.commands.models_cmd", "station.commands.monitor_cmd", "station.commands.event_cmd",  # noqa: E501
     "station.commands.sync_cmd",
+    "station.commands.batch_cmd",
 )
 
 
