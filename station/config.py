@@ -385,6 +385,19 @@ class SyncConfig(_Strict):
     min_free_disk_mb: float = Field(1024.0, ge=0, description="the station stops accepting parts below this")
 
 
+class AwsBatchConfig(_Strict):
+    """``linestation batch --executor aws-batch``: where jobs go (the CloudFormation stack's
+    BatchJobQueue / BatchJobDefinition outputs); flags override every key."""
+
+    job_queue: str = Field(..., min_length=1, description="job queue name or ARN")
+    job_definition: str = Field(..., min_length=1, description="job definition name[:revision] or ARN")
+    region: str = "us-east-1"
+    endpoint_url: str | None = Field(None, description="Batch API override, e.g. a local stand-in for tests")
+    out: str | None = Field(None, pattern=r"^s3://", description="s3://bucket/prefix the runs go under (runs/<run_id>/)")
+    models_uri: str | None = Field(None, pattern=r"^s3://", description="s3://bucket[/prefix] for models/<id>/<version>/")
+    images_per_shard: int = Field(2000, ge=1, le=1_000_000, description="shards = images / this, when --shards is not given")
+
+
 class LineStationConfig(_Strict):
     schema_version: Literal[1]
     station: StationConfig = StationConfig()
@@ -397,6 +410,7 @@ class LineStationConfig(_Strict):
     ui: UiConfig = UiConfig()
     review: ReviewConfig = ReviewConfig()
     lifecycle: LifecycleConfig = LifecycleConfig()
+    aws_batch: AwsBatchConfig | None = None  # batch scale-out on AWS Batch (optional)
 
     @model_validator(mode="after")
     def _trigger_supported(self) -> LineStationConfig:
@@ -410,7 +424,7 @@ class LineStationConfig(_Strict):
         """A stable hash of the configuration that can change a verdict, stored with every
         inspection. Screen-only settings (``ui``) are left out: changing the idle sign-out
         time must not make two identical inspections look differently configured."""
-        data = self.model_dump(mode="json", exclude={"ui"})
+        data = self.model_dump(mode="json", exclude={"ui", "aws_batch"})  # neither changes a verdict
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

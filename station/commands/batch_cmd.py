@@ -56,6 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--region", default=None)
     s.add_argument("--no-report", action="store_true", help="do not write the HTML report")
     s.add_argument("--json", action="store_true", help="print the run's merged summary as one JSON line on stdout")
+    from station.commands.batch_report_cmd import add_aws_batch_arguments
+
+    add_aws_batch_arguments(p)  # --job-queue, --job-definition, ... (station/batch/aws_batch.py)
     p.set_defaults(func=run)
 
 
