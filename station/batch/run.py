@@ -24,6 +24,7 @@ from station.batch import inputs as inputs_mod
 from station.batch.inputs import ImageItem, InputError, RecordQuery
 from station.batch.layout import OutLocation, check_date, check_run_id, report_key, shard_summary_key, summary_key
 from station.batch.ledger import ResultWriter, load_done, shard_files
+from station.batch.model_uri import local_model_spec
 from station.batch.models import ModelChoiceError, ProfileRef, latest_profile, parse_profile, resolve_model
 from station.batch.output import RunOutput
 from station.batch.progress import ProgressLine
@@ -125,6 +126,19 @@ def _profiles(opts: BatchOptions, recipes: set[str]) -> dict[str, ProfileRef | N
     return found
 
 
+def _local_model_spec(spec: str, data_dir: Path, s3: S3Access) -> str:
+    """``s3://.../models/<id>/<version>/`` (an AWS Batch child's ``--model``): fetched into
+    ``<data-dir>/batch/model-cache`` and verified file by file; anything else as given."""
+    if not spec.startswith("s3://"):
+        return spec
+    from station.batch.model_uri import ModelUriError, resolve_model_uri
+
+    try:
+        return str(resolve_model_uri(spec, Path(data_dir) / "batch" / "model-cache", s3))
+    except ModelUriError as exc:
+        raise ModelChoiceError(f"--model {spec}: {exc}") from None
+
+
 def _check_options(opts: BatchOptions) -> None:
     if opts.shards < 1 or not 0 <= opts.shard < opts.shards:
         raise BatchError(f"--shard {opts.shard} is not in 0..{opts.shards - 1} (--shards {opts.shards})")
@@ -142,7 +156,7 @@ def run_batch(opts: BatchOptions, stop: threading.Event | None = None) -> BatchR
     out_loc = OutLocation.parse(opts.out)
     s3 = S3Access(opts.s3) if opts.s3 is not None else S3Access()
     output = RunOutput(out_loc, opts.data_dir, s3)
-    model = resolve_model(opts.model, opts.data_dir)
+    model = resolve_model(local_model_spec(opts.model, opts.data_dir, s3), opts.data_dir)  # s3:// models too
 
     run_id = opts.run_id
     if run_id is None and opts.resume:
