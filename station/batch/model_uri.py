@@ -8,13 +8,9 @@ changes); :func:`resolve_model_uri` brings it back into a local cache, verified 
 file against ``model.json`` as :meth:`ModelRegistry.load` does, and returns the local
 model directory.
 
-Part A's ``--model`` (:func:`station.batch.models.resolve_model`) accepts a model
-directory, so the batch command resolves an ``s3://`` spec with::
-
-    if is_model_uri(spec):
-        spec = str(resolve_model_uri(spec, cache_dir, access))
-
-(an AWS Batch child does exactly that with the ``--model s3://...`` it was given).
+``--model`` (:func:`station.batch.models.resolve_model`) accepts a model directory, so
+``linestation batch`` passes its spec through :func:`local_model_spec` first: an AWS Batch
+child given ``--model s3://...`` runs the verified copy in ``<data-dir>/batch/model-cache``.
 """
 from __future__ import annotations
 
@@ -132,6 +128,20 @@ def upload_model(model_dir: Path, base_uri: str, access: S3Access) -> tuple[Mode
         access.put_bytes(loc.bucket, loc.key(name), data, "application/octet-stream")
     access.put_bytes(loc.bucket, loc.key(META_FILE), local_meta_bytes, "application/json")
     return loc, True
+
+
+def local_model_spec(spec: str, data_dir: Path, access: S3Access) -> str:
+    """``spec`` unchanged, or for an ``s3://`` model URI the verified local copy's directory.
+
+    Raises :class:`~station.batch.models.ModelChoiceError` (what ``--model`` errors are)."""
+    if not is_model_uri(spec):
+        return spec
+    from station.batch.models import ModelChoiceError
+
+    try:
+        return str(resolve_model_uri(spec, Path(data_dir) / "batch" / "model-cache", access))
+    except (ModelUriError, S3AccessError) as exc:
+        raise ModelChoiceError(f"--model {spec}: {exc}") from None
 
 
 def _verified(model_dir: Path) -> bool:

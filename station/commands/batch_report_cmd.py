@@ -46,12 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def load_detector(spec: str, data_dir: Path, s3):
     """A station model from an id / directory (part A's resolver) or an ``s3://`` model URI."""
-    from station.batch.model_uri import is_model_uri, resolve_model_uri
+    from station.batch.model_uri import local_model_spec
     from station.batch.models import resolve_model
 
-    if is_model_uri(spec):
-        spec = str(resolve_model_uri(spec, Path(data_dir) / "batch" / "model-cache", s3))
-    return resolve_model(spec, data_dir).load()
+    return resolve_model(local_model_spec(spec, data_dir, s3), data_dir).load()
 
 
 def run(args: argparse.Namespace, data_dir: Path) -> int:
