@@ -226,7 +226,7 @@ def run_batch(opts: BatchOptions, stop: threading.Event | None = None) -> BatchR
             finally:
                 rate_from = pool.ready_at
         else:
-            run_in_process(spec, pending, emit, stop)
+            rate_from = run_in_process(spec, pending, emit, stop)
     except WorkerFailed as exc:
         failed = str(exc)
     finally:

@@ -238,14 +238,17 @@ class WorkerPool:
 
 
 def run_in_process(spec: WorkerSpec, items: Iterable[ImageItem], emit: Callable[[Row], None],
-                   stop: threading.Event) -> None:
-    """The one-worker path: the same loop in this process."""
+                   stop: threading.Event) -> float:
+    """The one-worker path: the same loop in this process. Returns when the model was
+    ready (``perf_counter``), so rates can leave the loading out as for worker processes."""
     import cv2
 
     inspector = spec.build()
+    ready_at = time.perf_counter()
     previous = cv2.getNumThreads()
     cv2.setNumThreads(spec.threads)
     try:
         inspect_stream(inspector, itertools.takewhile(lambda _: not stop.is_set(), items), emit, _s3_for(spec))
     finally:
         cv2.setNumThreads(previous)
+    return ready_at
