@@ -94,6 +94,13 @@ def shard_count(images: int, requested: int | None, images_per_shard: int) -> in
     return max(1, min(MAX_ARRAY_SIZE, images, math.ceil(images / max(1, images_per_shard))))
 
 
+def run_uri(out_base: str, run_id: str) -> str:
+    """Where a run's files go: ``--out s3://bucket/prefix`` -> ``s3://bucket/prefix/runs/<run_id>/``
+    (the template's BatchRunsPrefix grants the job role exactly that prefix)."""
+    bucket, prefix = split_s3_uri(out_base)
+    return f"s3://{bucket}/{prefix + '/' if prefix else ''}runs/{check_run_id(run_id)}/"
+
+
 def _model_uri(spec: str, models_base: str, data_dir: Path, s3: S3Access, cache_dir: Path) -> tuple[str, bool]:
     if is_model_uri(spec):
         parse_model_uri(spec)
@@ -118,7 +125,7 @@ def plan_submission(inputs: list[str], model: str, *, out_base: str, data_dir: P
     if not out_base.startswith("s3://"):
         raise SubmitError(f"--out {out_base!r}: with --executor aws-batch the results go to S3: --out s3://bucket/prefix")
     try:
-        bucket, prefix = split_s3_uri(out_base)
+        bucket, _ = split_s3_uri(out_base)
         for uri in inputs:
             split_s3_uri(uri)
         run_id = check_run_id(run_id or new_run_id())
@@ -130,7 +137,7 @@ def plan_submission(inputs: list[str], model: str, *, out_base: str, data_dir: P
     n = shard_count(len(items), shards, images_per_shard)
     models_base = models_base or f"s3://{bucket}"
     model_uri, uploaded = _model_uri(model, models_base, data_dir, s3, Path(data_dir) / "batch" / "model-cache")
-    out_uri = f"s3://{bucket}/{prefix + '/' if prefix else ''}runs/{run_id}/"
+    out_uri = run_uri(out_base, run_id)
     date = date or datetime.now(timezone.utc).strftime("%Y-%m-%d")
     endpoint = ["--s3-endpoint", s3_endpoint] if s3_endpoint else []
     child = ["batch", *inputs, "--model", model_uri, "--out", out_uri, "--shards", str(n), "--run-id", run_id,
