@@ -191,7 +191,7 @@ def follow_text(done: Submitted) -> str:
     ]
     if p.shards > 1:
         lines.append(f"  aws batch list-jobs --array-job-id {done.array_job_id} --job-status FAILED")
-    lines += [f"  aws logs tail /linestation/batch --follow",
+    lines += ["  aws logs tail /linestation/batch --follow",
               f"results: {p.out_uri}  (summary/run={p.run_id}/summary.json, reports/run={p.run_id}/report.html)"]
     return "\n".join(lines)
 
