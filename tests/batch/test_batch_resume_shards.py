@@ -85,3 +85,30 @@ def test_array_index_shards_process_every_image_exactly_once(tmp_path, station_d
     assert merged["complete"] and merged["images"] == len(images) and merged["shards_present"] == [0, 1, 2]
     assert sum(merged["decisions"].values()) == len(images)
     assert len({json.dumps(s["model"], sort_keys=True) for s in shards}) == 1
+
+
+def test_sigterm_finishes_in_flight_images_then_resume_completes(tmp_path, station_data, recorded_images,
+                                                                 run_batch_cli):
+    images = copy_images(recorded_images, tmp_path / "in", copies=8)  # 128 images
+    out = tmp_path / "out"
+    args = [tmp_path / "in", "--model", "active", "--out", out, "--recipe", "rb", "--workers", "2",
+            "--run-id", "t1", "--no-report"]
+    proc = subprocess.Popen(batch_argv(station_data, *args), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 90
+    while _lines(out) < 20 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be stopped"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "SIGTERM" in err and "--resume --run-id t1" in err
+    partial = json.loads((out / "summary/run=t1/shard=0.json").read_text())
+    assert partial["interrupted"] and not partial["complete"]
+    assert partial["images"] == len(result_rows(out)) < len(images)
+
+    res = run_batch_cli(station_data, *args, "--resume")
+    assert res.returncode == 0, res.stderr
+    counts = Counter(r["image"] for r in result_rows(out))
+    assert len(counts) == len(images) and max(counts.values()) == 1
+    assert run_summary(out, "t1")["complete"]
