@@ -126,19 +126,6 @@ def _profiles(opts: BatchOptions, recipes: set[str]) -> dict[str, ProfileRef | N
     return found
 
 
-def _local_model_spec(spec: str, data_dir: Path, s3: S3Access) -> str:
-    """``s3://.../models/<id>/<version>/`` (an AWS Batch child's ``--model``): fetched into
-    ``<data-dir>/batch/model-cache`` and verified file by file; anything else as given."""
-    if not spec.startswith("s3://"):
-        return spec
-    from station.batch.model_uri import ModelUriError, resolve_model_uri
-
-    try:
-        return str(resolve_model_uri(spec, Path(data_dir) / "batch" / "model-cache", s3))
-    except ModelUriError as exc:
-        raise ModelChoiceError(f"--model {spec}: {exc}") from None
-
-
 def _check_options(opts: BatchOptions) -> None:
     if opts.shards < 1 or not 0 <= opts.shard < opts.shards:
         raise BatchError(f"--shard {opts.shard} is not in 0..{opts.shards - 1} (--shards {opts.shards})")
