@@ -165,6 +165,9 @@ def run_batch(opts: BatchOptions, stop: threading.Event | None = None) -> BatchR
         raise BatchError(f"run {run_id} was started with model {manifest['model']['model_id']} "
                          f"(hash {manifest['model']['model_hash'][:12]}), not {model.model_id}: "
                          f"use a new --run-id for another model")
+    if int(manifest.get("shards", 1)) != opts.shards:
+        raise BatchError(f"run {run_id} was started with --shards {manifest.get('shards')}, not {opts.shards}: "
+                         f"a different count would move images between shards")
     date = opts.date or manifest["date"]
 
     if opts.resume:

@@ -109,3 +109,16 @@ def test_bad_inputs_fail_clearly_and_write_nothing(tmp_path, station_data, capsy
     assert main(["--data-dir", str(station_data), "batch", str(tmp_path), "--since", "2d", "--model", "active"]) == 2
     assert "add the INPUT 'record'" in capsys.readouterr().err
     assert not list(out.glob("results/**/*.jsonl"))
+
+
+def test_resume_refuses_another_shard_count(tmp_path, station_data, recorded_images, capsys):
+    folder = tmp_path / "in"
+    copy_images(recorded_images[:3], folder)
+    out = tmp_path / "out"
+    base = ["--data-dir", str(station_data), "batch", str(folder), "--model", "active", "--out", str(out),
+            "--recipe", "rb", "--run-id", "sc", "--no-report"]
+    assert main(base) == 0
+    assert main(base + ["--resume", "--shards", "2", "--shard", "1"]) == 1
+    assert "started with --shards 1, not 2" in capsys.readouterr().err
+    assert main(base + ["--resume"]) == 0  # nothing left to do, nothing added
+    assert len(result_rows(out)) == 3
