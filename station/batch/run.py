@@ -209,13 +209,14 @@ def run_batch(opts: BatchOptions, stop: threading.Event | None = None) -> BatchR
     failed = None
     rate_from: float | None = None
     try:
-        if opts.processes if opts.processes is not None else opts.workers > 1:
+        use_pool = opts.processes if opts.processes is not None else opts.workers > 1
+        if pending and use_pool:  # (nothing pending - a finished run resumed - loads no model)
             pool = WorkerPool(spec, opts.workers)
             try:
                 pool.run(pending, emit, stop)
             finally:
                 rate_from = pool.ready_at
-        else:
+        elif pending:
             rate_from = run_in_process(spec, pending, emit, stop)
     except WorkerFailed as exc:
         failed = str(exc)
