@@ -122,3 +122,15 @@ def test_resume_refuses_another_shard_count(tmp_path, station_data, recorded_ima
     assert "started with --shards 1, not 2" in capsys.readouterr().err
     assert main(base + ["--resume"]) == 0  # nothing left to do, nothing added
     assert len(result_rows(out)) == 3
+
+
+def test_record_query_time_window(tmp_path, station_data, capsys):
+    out = tmp_path / "out"
+    assert main(["--data-dir", str(station_data), "batch", "record", "--since", "1d", "--model", "active",
+                 "--out", str(out), "--run-id", "w1", "--no-report"]) == 0
+    assert len(result_rows(out)) == RECORDED
+    assert main(["--data-dir", str(station_data), "batch", "record", "--until", "2000-01-01", "--model", "active",
+                 "--out", str(out), "--run-id", "w2", "--no-report"]) == 1
+    assert "no images in record(until=2000-01-01" in capsys.readouterr().err
+    assert main(["--data-dir", str(station_data), "batch", "record", "--since", "yesterday", "--model",
+                 "active", "--out", str(out)]) == 2
