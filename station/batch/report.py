@@ -132,7 +132,7 @@ def _table(caption: str, head: list[str], rows: list[list[object]], *, left: int
 def _summary(d: ReportData) -> str:
     cells = [("images", d.total), ("yield", _pct(d.yield_pct))]
     cells += [(name, d.counts.get(name, 0)) for name in DECISIONS]
-    cells.append(("errors", len(d.errors)))
+    cells.append(("errors", d.error_count))
     kpi = "".join(f"<div>{_x(k)}<b>{_x(v)}</b></div>" for k, v in cells)
     note = ("Yield = pass / (pass + reject), as on the station's charts; reviews and capture "
             "faults are not decided yet and are counted beside it.")
@@ -251,13 +251,14 @@ def _comparison_section(d: ReportData) -> str:
             f"<tbody>{''.join(body)}</tbody></table></section>")
 
 
-def _errors_section(d: ReportData, limit: int = 50) -> str:
-    if not d.errors:
+def _errors_section(d: ReportData) -> str:
+    if not d.error_count:
         return ""
-    rows = [[r.get("image") or r.get("image_id"), r.get("error")] for r in d.errors[:limit]]
-    more = f"<p class=note>... and {len(d.errors) - limit} more (see the result rows).</p>" if len(d.errors) > limit else ""
+    rows = [[r.get("image") or r.get("image_id"), r.get("error")] for r in d.errors]
+    more = (f"<p class=note>... and {d.error_count - len(rows)} more (see the result rows).</p>"
+            if d.error_count > len(rows) else "")
     return ("<section><h2>Images that could not be inspected</h2>"
-            + _table(f"{len(d.errors)} errors", ["image", "error"], rows, left=2) + more + "</section>")
+            + _table(f"{d.error_count} errors", ["image", "error"], rows, left=2) + more + "</section>")
 
 
 def _meta_section(d: ReportData, metadata: dict[str, Any] | None) -> str:

@@ -11,6 +11,7 @@ beside the yield instead of hiding them in it.
 """
 from __future__ import annotations
 
+import heapq
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any, Iterable
 from station.batch.rows import DECISIONS
 
 NO_LOT = "(no lot)"
+ERROR_ROWS_KEPT = 50  # rows listed in the report; the count covers all (a run may have 10^5 errors)
 NO_TIME = "(no time)"
 
 
@@ -51,7 +53,8 @@ class ReportData:
 
     total: int = 0
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DECISIONS, 0))
-    errors: list[dict[str, Any]] = field(default_factory=list)
+    error_count: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)  # the first ERROR_ROWS_KEPT of them
     by_hour: list[GroupYield] = field(default_factory=list)
     hour_source: str = "inspected_at"
     by_lot: list[GroupYield] = field(default_factory=list)
@@ -150,7 +153,7 @@ def compute(rows: Iterable[dict[str, Any]], *, worst_n: int = 8) -> ReportData:
     thresholds, models, runs = Counter(), Counter(), Counter()
     shards, stations, recipes = set(), set(), set()
     comparison: dict[str, dict[str, int]] = {}
-    scored: list[tuple[float, int, dict[str, Any]]] = []
+    worst: list[tuple[float, int, dict[str, Any]]] = []  # min-heap of the worst_n kept (memory stays flat)
     hour_sources = Counter()
     for i, row in enumerate(rows):
         d.total += 1
@@ -169,7 +172,9 @@ def compute(rows: Iterable[dict[str, Any]], *, worst_n: int = 8) -> ReportData:
             if isinstance(check, dict) and check.get("passed") is False:
                 specs[str(check.get("name") or "?")] += 1
         if row.get("error"):
-            d.errors.append(row)
+            d.error_count += 1
+            if len(d.errors) < ERROR_ROWS_KEPT:
+                d.errors.append(row)
             errors[_error_kind(str(row["error"]))] += 1
         score = finite_score(row)
         if score is not None:
@@ -177,7 +182,11 @@ def compute(rows: Iterable[dict[str, Any]], *, worst_n: int = 8) -> ReportData:
             thr = row.get("threshold")
             if isinstance(thr, (int, float)) and math.isfinite(thr):
                 thresholds[float(thr)] += 1
-            scored.append((severity(row), -i, row))
+            entry = (severity(row), -i, row)  # -i: ties keep the earlier row; i is unique, rows never compared
+            if len(worst) < worst_n:
+                heapq.heappush(worst, entry)
+            elif worst_n > 0 and entry[:2] > worst[0][:2]:
+                heapq.heapreplace(worst, entry)
         if row.get("model_id"):
             h = ((row.get("detection") or {}).get("model_hash") or "") if isinstance(row.get("detection"), dict) else ""
             models[(str(row["model_id"]), str(row.get("model_version") or ""), str(h))] += 1
@@ -205,8 +214,7 @@ def compute(rows: Iterable[dict[str, Any]], *, worst_n: int = 8) -> ReportData:
     d.pareto_spec, d.pareto_error = pareto(specs), pareto(errors)
     d.thresholds = sorted(thresholds)
     d.threshold = thresholds.most_common(1)[0][0] if thresholds else None
-    scored.sort(key=lambda t: (t[0], t[1]), reverse=True)
-    d.worst = [r for _, _, r in scored[:max(0, worst_n)]]
+    d.worst = [r for _, _, r in sorted(worst, key=lambda t: (t[0], t[1]), reverse=True)]
     d.comparison = comparison or None
     d.models = [(m, v, h, n) for (m, v, h), n in sorted(models.items(), key=lambda kv: -kv[1])]
     d.runs = sorted(runs.items())

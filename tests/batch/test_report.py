@@ -204,6 +204,18 @@ def test_run_with_only_errors_gives_a_clear_report(run, tmp_path):
     svgs(html)
 
 
+def test_many_errors_are_counted_all_and_listed_in_part(run, tmp_path):
+    from station.batch.report_data import ERROR_ROWS_KEPT
+
+    bad = next(r for r in run[0] if r["error"])
+    rows = [dict(bad, image=f"/lots/L9/img{i:04d}.png", image_id=f"e{i}") for i in range(ERROR_ROWS_KEPT + 7)]
+    html = write_report(rows, tmp_path, title="errors").read_text(encoding="utf-8")
+    p = parse(html)
+    assert p.kpi["errors"] == str(len(rows))
+    listed = next(t for t in p.tables if t and t[0] == ["image", "error"])
+    assert len(listed) - 1 == ERROR_ROWS_KEPT and "... and 7 more" in " ".join(p.text)
+
+
 def test_outliers_switch_the_score_histogram_to_log_scale(run, tmp_path):
     rows = [dict(r) for r in run[0] if r["score"] is not None]
     for r in rows[:2]:  # two parts far off the scale (e.g. a lens cap left on)
