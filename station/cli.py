@@ -17,6 +17,8 @@ COMMAND_MODULES = (
     "station.commands.dataset_cmd", "station.commands.train_cmd", "station.commands.evaluate_cmd", "station.commands.deploy_cmd", "station.commands.models_cmd", "station.commands.monitor_cmd", "station.commands.event_cmd",  # noqa: E501
     "station.commands.sync_cmd",
     "station.commands.line_cmd",
+    "station.commands.batch_cmd",
+    "station.commands.batch_report_cmd",  # batch-merge, batch-report (after the shards)
 )
 
 

@@ -514,6 +514,17 @@ class LineConfig(_Strict):
         if self.modbus is None and self.opcua is None:
             raise ValueError("configure 'modbus' and/or 'opcua' (or remove the 'line' section)")
         return self
+class AwsBatchConfig(_Strict):
+    """``linestation batch --executor aws-batch``: where jobs go (the CloudFormation stack's
+    BatchJobQueue / BatchJobDefinition outputs); flags override every key."""
+
+    job_queue: str = Field(..., min_length=1, description="job queue name or ARN")
+    job_definition: str = Field(..., min_length=1, description="job definition name[:revision] or ARN")
+    region: str = "us-east-1"
+    endpoint_url: str | None = Field(None, description="Batch API override, e.g. a local stand-in for tests")
+    out: str | None = Field(None, pattern=r"^s3://", description="s3://bucket/prefix the runs go under (runs/<run_id>/)")
+    models_uri: str | None = Field(None, pattern=r"^s3://", description="s3://bucket[/prefix] for models/<id>/<version>/")
+    images_per_shard: int = Field(2000, ge=1, le=1_000_000, description="shards = images / this, when --shards is not given")
 
 
 class LineStationConfig(_Strict):
@@ -531,6 +542,7 @@ class LineStationConfig(_Strict):
     recipes: list[SelectableRecipeConfig] = Field(
         [], description="recipes the line may switch to; 'recipe' is the start recipe and must be one of them")
     line: LineConfig | None = None  # no PLC / MES handshake unless configured
+    aws_batch: AwsBatchConfig | None = None  # batch scale-out on AWS Batch (optional)
 
     @model_validator(mode="after")
     def _recipes_consistent(self) -> LineStationConfig:
@@ -562,7 +574,8 @@ class LineStationConfig(_Strict):
         """A stable hash of the configuration that can change a verdict, stored with every
         inspection. Screen-only settings (``ui``) are left out: changing the idle sign-out
         time must not make two identical inspections look differently configured."""
-        data = self.model_dump(mode="json", exclude={"ui", "line"})  # where the PLC connects changes no verdict
+        # where the PLC connects and where batch jobs run change no verdict
+        data = self.model_dump(mode="json", exclude={"ui", "line", "aws_batch"})
         for rc in [data["recipe"], *data.get("recipes", [])]:
             rc.pop("display_presets", None)  # window / level buttons change what is shown, not a verdict
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))

@@ -230,7 +230,7 @@ class MotoServer:
         resp = conn.getresponse()
         resp.read()
         conn.close()
-        if resp.status != 200:
+        if resp.status not in (200, 201):  # moto answers a config POST with 201
             raise RuntimeError(f"moto config rejected: {resp.status}")
 
 

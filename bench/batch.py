@@ -1,0 +1,146 @@
+"""Batch inspection throughput: images/s for 1 and 2 workers, against the station's own path.
+
+Bootstraps a station in a temporary data dir (simulated 1280x1024 Mono8 camera, the
+default PatchCore model trained as the demo does), measures the single-image station path
+(the runtime's InspectionCycle: capture, spec check, detect, decide, durable record) per
+part, renders ``--images`` parts with the same simulated camera into a folder of PNGs, and
+runs ``linestation batch`` over them with 1 and 2 workers, ``--repeats`` times each
+(alternating, so machine noise hits both). Figures are medians over the repeats.
+
+- ``batch_w{1,2}_images_per_s``: images / time from "all workers ready" to the last row
+  (model loading and process start excluded; ``*_wall_images_per_s`` includes them).
+- ``speedup_2_vs_1``: w2 / w1 (target >= 1.6 on 2 cores).
+- ``station_images_per_s``: 1000 / median per-part cycle time of the station path (capture,
+  spec check, detect, decide, durable record; heatmaps of rejects), measured in each repeat;
+  ``*_without_capture`` leaves out the simulated camera's rendering. ``batch_w{1,2}_vs_station``:
+  batch rate / station rate (medians over the repeats).
+
+    python bench/batch.py [--images 240] [--repeats 3] [--station-parts 40] [--json]
+
+With --json the last line is one JSON object with those keys. The machine is shared:
+quote medians and ratios, not single runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from station.batch.run import BatchOptions, run_batch  # noqa: E402
+from station.config import parse_config  # noqa: E402
+from station.runtime import StationRuntime  # noqa: E402
+
+TARGET_SPEEDUP = 1.6
+
+
+def station_config():
+    return parse_config(yaml.safe_dump({
+        "schema_version": 1,
+        "station": {"station": "bench", "lot": "LOT-BENCH"},
+        "camera": {"type": "sim", "width": 1280, "height": 1024, "pixel_format": "Mono8", "seed": 3,
+                   "defect_rate": 0.2},
+        "detector": {"type": "patchcore"},
+        "recipe": {"name": "bench"},
+    }), "bench.yaml")
+
+
+def render_images(rt: StationRuntime, folder: Path, n: int) -> None:
+    folder.mkdir(parents=True)
+    for i in range(n):
+        image, _ = rt.camera.render(10_000 + i)
+        cv2.imwrite(str(folder / f"part-{i:05d}.png"), image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+
+
+def batch_once(data_dir: Path, folder: Path, out: Path, workers: int, run_id: str) -> dict:
+    with open(os.devnull, "w") as quiet:
+        result = run_batch(BatchOptions(inputs=[str(folder)], model="active", data_dir=data_dir, out=str(out),
+                                        workers=workers, run_id=run_id, recipe="bench", station="bench",
+                                        report=False, stderr=quiet))
+    s = result.summary
+    assert s["complete"] and s["images"] > 0, s
+    return s
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=240)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--station-parts", type=int, default=40)
+    ap.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="ls-bench-batch-", dir=os.environ.get("BENCH_TMP")) as tmp:
+        tmp = Path(tmp)
+        t0 = time.perf_counter()
+        rt = StationRuntime.open(station_config(), tmp / "data", progress=lambda m: print(m, file=sys.stderr))
+        print(f"bootstrap (calibrate + train PatchCore): {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        rates: dict[int, list[float]] = {1: [], 2: []}
+        wall: dict[int, list[float]] = {1: [], 2: []}
+        station_rates: list[float] = []
+        station_core_rates: list[float] = []
+        cycle_ms: list[float] = []
+        try:
+            render_images(rt, tmp / "images", args.images)
+            list(rt.run(count=5))  # warm-up
+            for rep in range(args.repeats):
+                # the station path in the same repeat as the batch runs: machine noise hits all three
+                outs = list(rt.run(count=args.station_parts))
+                totals = [o.timings_ms["total"] for o in outs]
+                core = [o.timings_ms["total"] - o.timings_ms["capture"] for o in outs]
+                cycle_ms += totals
+                station_rates.append(1000.0 / statistics.median(totals))
+                station_core_rates.append(1000.0 / statistics.median(core))
+                print(f"repeat {rep + 1}: station path {statistics.median(totals):.1f} ms/part "
+                      f"({statistics.median(core):.1f} without the simulated capture)", file=sys.stderr)
+                for workers in (1, 2):
+                    s = batch_once(tmp / "data", tmp / "images", tmp / "out", workers, f"bench-{workers}-{rep}")
+                    rates[workers].append(s["images_per_s_after_start"])
+                    wall[workers].append(s["images_per_s"])
+                    print(f"repeat {rep + 1}: {workers} worker(s): {s['images_per_s_after_start']:.1f} img/s "
+                          f"({s['images_per_s']:.1f} with start-up), decisions {s['decisions']}", file=sys.stderr)
+        finally:
+            rt.close()
+
+    station_rate = statistics.median(station_rates)
+    core_rate = statistics.median(station_core_rates)
+    med = {w: statistics.median(v) for w, v in rates.items()}
+    figures = {
+        "images": args.images, "repeats": args.repeats, "width": 1280, "height": 1024, "model": "patchcore",
+        "station_cycle_p50_ms": round(statistics.median(cycle_ms), 2),
+        "station_cycle_p99_ms": round(sorted(cycle_ms)[min(len(cycle_ms) - 1, int(0.99 * len(cycle_ms)))], 2),
+        "station_images_per_s": round(station_rate, 2),
+        "station_images_per_s_without_capture": round(core_rate, 2),
+        "batch_w1_images_per_s": round(med[1], 2), "batch_w2_images_per_s": round(med[2], 2),
+        "batch_w1_wall_images_per_s": round(statistics.median(wall[1]), 2),
+        "batch_w2_wall_images_per_s": round(statistics.median(wall[2]), 2),
+        "batch_w1_runs": [round(v, 2) for v in rates[1]], "batch_w2_runs": [round(v, 2) for v in rates[2]],
+        "speedup_2_vs_1": round(med[2] / med[1], 3),
+        "batch_w1_vs_station": round(med[1] / station_rate, 3),
+        "batch_w2_vs_station": round(med[2] / station_rate, 3),
+        "batch_w1_vs_station_without_capture": round(med[1] / core_rate, 3),
+        "batch_w2_vs_station_without_capture": round(med[2] / core_rate, 3),
+        "target_speedup": TARGET_SPEEDUP, "cpus": os.cpu_count(),
+    }
+    figures["target_met"] = figures["speedup_2_vs_1"] >= TARGET_SPEEDUP
+    print(f"station path: p50 {figures['station_cycle_p50_ms']} ms/part = {figures['station_images_per_s']} img/s "
+          f"({figures['station_images_per_s_without_capture']} img/s without the simulated capture)")
+    print(f"batch 1 worker: {figures['batch_w1_images_per_s']} img/s ({figures['batch_w1_vs_station']}x station)")
+    print(f"batch 2 workers: {figures['batch_w2_images_per_s']} img/s ({figures['batch_w2_vs_station']}x station)")
+    print(f"speed-up 2 vs 1 worker: {figures['speedup_2_vs_1']}x (target {TARGET_SPEEDUP}x)")
+    if args.json:
+        print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""One batch run (or one shard of it), start to finish.
+
+resolve model and profiles -> claim the run manifest -> list inputs, keep this shard's ->
+read back what this shard already wrote (``--resume``; torn tail repaired) -> inspect the
+rest in workers, appending each row durably -> shard summary, merged summary, report,
+upload. Interrupted (SIGINT / SIGTERM: ``stop``), it finishes the images in flight, writes
+a partial summary and returns; killed (SIGKILL, crash), the rows on disk are the ledger.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+from station.aws_client import AwsEndpoint
+from station.batch import inputs as inputs_mod
+from station.batch.inputs import ImageItem, InputError, RecordQuery
+from station.batch.layout import OutLocation, check_date, check_run_id, report_key, shard_summary_key, summary_key
+from station.batch.ledger import ResultWriter, load_done, shard_files
+from station.batch.model_uri import local_model_spec
+from station.batch.models import ModelChoiceError, ProfileRef, latest_profile, parse_profile, resolve_model
+from station.batch.output import RunOutput
+from station.batch.progress import ProgressLine
+from station.batch.rows import utc_now_iso
+from station.batch.s3io import S3Access
+from station.batch.summary import format_matrix, merge, summarize
+from station.batch.workers import WorkerFailed, WorkerPool, WorkerSpec, run_in_process
+
+log = logging.getLogger(__name__)
+UPLOAD_EVERY_S = 120.0
+
+
+class BatchError(RuntimeError):
+    """The run cannot start or continue; the message says why and what to do."""
+
+
+@dataclass
+class BatchOptions:
+    inputs: list[str]
+    model: str
+    data_dir: Path
+    out: str = "batch-results"
+    query: RecordQuery | None = None
+    workers: int = 1
+    threads: int = 1
+    processes: bool | None = None  # None: worker processes when workers > 1
+    resume: bool = False
+    shard: int = 0
+    shards: int = 1
+    run_id: str | None = None
+    date: str | None = None
+    compare: bool = False
+    station: str = "batch"
+    recipe: str = "unknown"
+    lot: str = ""
+    profile: str | None = None
+    no_spec: bool = False
+    policy: dict[str, float] = field(default_factory=dict)
+    s3: AwsEndpoint | None = None
+    report: bool = True
+    stderr: TextIO | None = None
+
+
+@dataclass
+class BatchResult:
+    run_id: str
+    shard: int
+    out: str
+    summary: dict[str, Any]
+    merged: dict[str, Any] | None
+    interrupted: bool = False
+    failed: str | None = None
+    report: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 130 if self.interrupted else 0
+
+
+def new_run_id() -> str:
+    job = os.environ.get("AWS_BATCH_JOB_ID", "")
+    if job:  # every child of an AWS Batch array job shares the parent's id ("<id>:<index>")
+        return check_run_id(job.split(":", 1)[0])
+    return f"batch-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def _say(opts: BatchOptions, msg: str) -> None:
+    print(msg, file=opts.stderr or sys.stderr, flush=True)
+
+
+def _list_items(opts: BatchOptions, s3: S3Access | None) -> tuple[list[ImageItem], list[str]]:
+    items: list[ImageItem] = []
+    described = list(opts.inputs)
+    if opts.inputs:
+        items += inputs_mod.collect(opts.inputs, s3=s3, recipe=opts.recipe, station=opts.station, lot=opts.lot)
+    if opts.query is not None:
+        items += inputs_mod.list_record(opts.data_dir, opts.query)
+        described.append(opts.query.describe())
+    if opts.compare:
+        items, matched = inputs_mod.attach_line_decisions(items, opts.data_dir)
+        if matched:
+            _say(opts, f"compare: {matched} image(s) matched to their line inspection by name")
+    if not items:
+        raise InputError(f"no images in {', '.join(described) or 'the inputs'}")
+    return items, described
+
+
+def _profiles(opts: BatchOptions, recipes: set[str]) -> dict[str, ProfileRef | None]:
+    if opts.no_spec:
+        return dict.fromkeys(recipes)
+    if opts.profile:
+        ref = parse_profile(opts.profile, opts.data_dir)
+        return dict.fromkeys(recipes, ref)
+    found = {r: latest_profile(opts.data_dir, r) for r in sorted(recipes)}
+    for recipe, ref in found.items():
+        if ref is None:
+            _say(opts, f"spec checks skipped for recipe {recipe!r}: no calibration profile in "
+                       f"{opts.data_dir / 'calibration'} (pass --profile to use one)")
+    return found
+
+
+def _check_options(opts: BatchOptions) -> None:
+    if opts.shards < 1 or not 0 <= opts.shard < opts.shards:
+        raise BatchError(f"--shard {opts.shard} is not in 0..{opts.shards - 1} (--shards {opts.shards})")
+    if opts.workers < 1 or opts.threads < 1:
+        raise BatchError("--workers and --threads must be >= 1")
+    if opts.date is not None:
+        check_date(opts.date)
+
+
+def run_batch(opts: BatchOptions, stop: threading.Event | None = None) -> BatchResult:
+    """Run one shard of a batch; raises BatchError / InputError / ModelChoiceError before
+    any image is inspected when the run cannot start."""
+    stop = stop or threading.Event()
+    _check_options(opts)
+    out_loc = OutLocation.parse(opts.out)
+    s3 = S3Access(opts.s3) if opts.s3 is not None else S3Access()
+    output = RunOutput(out_loc, opts.data_dir, s3)
+    model = resolve_model(local_model_spec(opts.model, opts.data_dir, s3), opts.data_dir)  # s3:// models too
+
+    run_id = opts.run_id
+    if run_id is None and opts.resume:
+        run_id = output.latest_run_id()
+        if run_id is None:
+            raise BatchError(f"--resume: no earlier run under {out_loc}; pass --run-id")
+        _say(opts, f"resuming run {run_id}")
+    run_id = check_run_id(run_id or new_run_id())
+    output.bind(run_id)
+
+    items, described = _list_items(opts, s3)
+    mine = list(inputs_mod.select_shard(items, opts.shard, opts.shards))
+    manifest = output.claim_manifest(run_id, {
+        "run_id": run_id, "created_at": utc_now_iso(),
+        "date": opts.date or datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "model": model.to_json(), "inputs": described, "shards": opts.shards, "compare": opts.compare,
+    })
+    if manifest["model"]["model_hash"] != model.model_hash:
+        raise BatchError(f"run {run_id} was started with model {manifest['model']['model_id']} "
+                         f"(hash {manifest['model']['model_hash'][:12]}), not {model.model_id}: "
+                         f"use a new --run-id for another model")
+    if int(manifest.get("shards", 1)) != opts.shards:
+        raise BatchError(f"run {run_id} was started with --shards {manifest.get('shards')}, not {opts.shards}: "
+                         f"a different count would move images between shards")
+    date = opts.date or manifest["date"]
+
+    if opts.resume:
+        fetched = output.fetch_shard(run_id, opts.shard)
+        if fetched:
+            _say(opts, f"fetched {fetched} result file(s) of shard {opts.shard} from {out_loc}")
+    done, repairs = load_done(output.root, run_id, opts.shard)
+    if done and not opts.resume:
+        raise BatchError(f"run {run_id} shard {opts.shard} already has {len(done)} result(s) in "
+                         f"{output.root}; pass --resume to continue it, or a new --run-id")
+    for r in repairs:
+        _say(opts, f"repaired {r.path.name}: cut a torn last line ({r.dropped_bytes} bytes)")
+    pending = [i for i in mine if i.image_id not in done]
+    recipes = {i.recipe for i in mine}
+    profiles = _profiles(opts, recipes)
+    spec = WorkerSpec(model=model, profiles=profiles, policy=dict(opts.policy), run_id=run_id,
+                      shard=opts.shard, threads=opts.threads, s3=opts.s3)
+    _say(opts, f"run {run_id} shard {opts.shard}/{opts.shards}: {len(mine)} of {len(items)} image(s), "
+               f"{len(mine) - len(pending)} already done; model {model.model_id} v{model.model_version}; "
+               f"{opts.workers} worker(s); results in {out_loc}")
+
+    started_at, t0 = utc_now_iso(), time.perf_counter()
+    writer = ResultWriter(output.root, run_id, opts.shard, date)
+    progress = ProgressLine(len(mine), stream=opts.stderr, already=len(mine) - len(pending))
+    new_rows: list[dict[str, Any]] = []
+    last_upload = time.monotonic()
+
+    def emit(row: dict[str, Any]) -> None:
+        nonlocal last_upload
+        writer.write(row)
+        new_rows.append({k: row.get(k) for k in ("image_id", "image", "part_id", "decision", "error", "score",
+                                                 "confidence", "spec_checked", "line_decision", "inspection_id")})
+        progress.update(error=bool(row.get("error")))
+        if out_loc.is_s3 and time.monotonic() - last_upload > UPLOAD_EVERY_S:
+            writer.sync()
+            output.upload_shard(run_id, opts.shard)
+            last_upload = time.monotonic()
+
+    failed = None
+    rate_from: float | None = None
+    try:
+        use_pool = opts.processes if opts.processes is not None else opts.workers > 1
+        if pending and use_pool:  # (nothing pending - a finished run resumed - loads no model)
+            pool = WorkerPool(spec, opts.workers)
+            try:
+                pool.run(pending, emit, stop)
+            finally:
+                rate_from = pool.ready_at
+        elif pending:
+            rate_from = run_in_process(spec, pending, emit, stop)
+    except WorkerFailed as exc:
+        failed = str(exc)
+    finally:
+        writer.close()
+        progress.finish()
+    elapsed = time.perf_counter() - t0
+    busy = time.perf_counter() - (rate_from or t0)
+    all_rows = list(done.values()) + new_rows
+    complete = failed is None and not stop.is_set() and len(all_rows) >= len(mine)
+    summary = summarize(
+        all_rows, run_id=run_id, shard=opts.shard, shards=opts.shards, date=date, complete=complete,
+        interrupted=stop.is_set(), failed=failed, model=model.to_json(), inputs=described,
+        images_listed=len(mine), inspected_this_session=len(new_rows), resumed_from=len(done),
+        spec_profiles={r: (p.identity if p else None) for r, p in profiles.items()},
+        workers=opts.workers, threads=opts.threads, elapsed_s=round(elapsed, 3),
+        images_per_s=round(len(new_rows) / elapsed, 3) if elapsed > 0 else None,
+        images_per_s_after_start=round(len(new_rows) / busy, 3) if busy > 0 and new_rows else None,
+        started_at=started_at, finished_at=utc_now_iso(),
+        result_files=[p.relative_to(output.root).as_posix() for p in shard_files(output.root, run_id, opts.shard)],
+    )
+    output.upload_shard(run_id, opts.shard)
+    output.write_json(shard_summary_key(run_id, opts.shard), summary)
+    merged = merge(output.shard_summaries(run_id) or [summary])
+    output.write_json(summary_key(run_id), merged)
+    result = BatchResult(run_id, opts.shard, str(out_loc), summary, merged, interrupted=stop.is_set(), failed=failed)
+    if opts.report and opts.shards == 1 and complete:
+        result.report = _write_report(output, run_id, model, merged, opts)
+    _print_summary(opts, summary, merged, output)
+    return result
+
+
+def _write_report(output: RunOutput, run_id: str, model, merged: dict[str, Any], opts: BatchOptions) -> str | None:
+    """The HTML shift / lot report next to the results (part of the batch package when present)."""
+    try:
+        from station.batch.report import detector_heatmaps, write_report
+    except ImportError:  # pragma: no cover - the report module ships with the package
+        return None
+    from station.batch.ledger import read_rows
+
+    rows = (row for path in shard_files(output.root, run_id, 0) for row in read_rows(path))
+    key = report_key(run_id)
+    try:
+        path = write_report(rows, (output.root / key).parent, title=f"Batch {run_id}",
+                            metadata={"run_id": run_id, "model": model.model_id, "inputs": merged.get("inputs")},
+                            heatmap_for=detector_heatmaps(model.load()))
+        output.upload_file(key, "text/html")
+    except Exception as exc:  # the results are written; a report problem must not hide them
+        log.exception("report failed")
+        _say(opts, f"report not written: {type(exc).__name__}: {exc}")
+        return None
+    return str(path)
+
+
+def _print_summary(opts: BatchOptions, summary: dict[str, Any], merged: dict[str, Any], output: RunOutput) -> None:
+    d = summary["decisions"]
+    y = summary["yield"]
+    state = "complete" if summary["complete"] else ("interrupted" if summary["interrupted"] else "incomplete")
+    _say(opts, f"{summary['images']} image(s) {state}: {d['pass']} pass, {d['reject']} reject, {d['review']} review, "
+               f"{d['check_capture']} check capture; yield {'n/a' if y is None else f'{100 * y:.1f}%'}; "
+               f"{summary['errors']} error(s); {summary['images_per_s'] or 0:.1f} img/s this session")
+    if summary["failed"]:
+        _say(opts, f"stopped: {summary['failed']}")
+    if summary["compare"]:
+        _say(opts, format_matrix(summary["compare"]))
+    if not summary["complete"]:
+        _say(opts, f"continue with: --resume --run-id {summary['run_id']}")

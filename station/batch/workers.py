@@ -1,0 +1,254 @@
+"""Inspection workers: N processes, each loading the model once, decoding overlapped with
+inference.
+
+Inside a worker a reader thread reads and decodes the next images (file or S3 reads and
+``cv2.imdecode`` release the GIL) while the main thread runs the cycle on the current one.
+Each worker gives onnxruntime, OpenCV and BLAS one thread by default (``threads``), so N
+workers use N cores instead of fighting over them. Processes are started with ``spawn``
+(no inherited onnxruntime / BLAS thread pools or locks). ``workers == 1`` runs the same
+loop in the calling process (no start-up cost).
+
+Workers send rows back; only the parent writes results, so the ledger has one writer.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import multiprocessing as mp
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from station.aws_client import AwsEndpoint
+from station.batch.engine import BatchInspector, ReadError, decode_image, image_info
+from station.batch.inputs import ImageItem
+from station.batch.models import ModelRef, ProfileRef, use_threads
+from station.batch.rows import error_row
+from station.capture.base import CaptureError
+from station.inspect.decide import DecisionPolicy
+
+log = logging.getLogger(__name__)
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+PREFETCH = 2  # decoded images waiting per worker (1.3 MP Mono8: ~1.3 MB each)
+
+Row = dict[str, Any]
+
+
+class WorkerFailed(RuntimeError):
+    """A worker could not start (model, profile) or died mid-run; the run stops, resumable."""
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker needs to build its inspector (picklable)."""
+
+    model: ModelRef
+    profiles: dict[str, ProfileRef | None]
+    policy: dict[str, float]
+    run_id: str
+    shard: int
+    threads: int = 1
+    s3: AwsEndpoint | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def build(self) -> BatchInspector:
+        detector = use_threads(self.model.load(), self.threads)
+        profiles = {recipe: ref.load() if ref is not None else None for recipe, ref in self.profiles.items()}
+        return BatchInspector(detector, DecisionPolicy(**self.policy), profiles, run_id=self.run_id,
+                              shard=self.shard)
+
+
+def _read(item: ImageItem, s3) -> bytes:
+    if item.kind == "s3":
+        bucket, key = item.uri[5:].split("/", 1)
+        return s3.get(bucket, key)
+    return Path(item.uri).read_bytes()
+
+
+def load_item(item: ImageItem, s3) -> tuple[Any, dict[str, Any] | None]:
+    """(decoded image or the CaptureError explaining why not, image info)."""
+    try:
+        data = _read(item, s3)
+    except Exception as exc:  # OSError, S3AccessError: the row says so, the run goes on
+        return ReadError(f"{item.uri}: {exc}"), None
+    try:
+        image = decode_image(data, item.uri)
+    except CaptureError as exc:
+        return exc, {"bytes": len(data)}
+    return image, image_info(image, len(data))
+
+
+def inspect_stream(inspector: BatchInspector, items: Iterable[ImageItem], emit: Callable[[Row], None],
+                   s3=None) -> None:
+    """Inspect ``items`` in order, reading/decoding the next ones on a helper thread."""
+    ready: queue.Queue = queue.Queue(maxsize=PREFETCH)
+    failure: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            for item in items:
+                ready.put((item, *load_item(item, s3)))
+        except BaseException as exc:  # the item source itself broke: surface it in the caller
+            failure.append(exc)
+        finally:
+            ready.put(None)
+
+    reader = threading.Thread(target=produce, name="batch-read", daemon=True)
+    reader.start()
+    while (got := ready.get()) is not None:
+        item, loaded, info = got
+        try:
+            row = inspector.inspect(item, loaded, info)
+        except Exception as exc:  # never lose the image: it gets a row saying what broke
+            row = error_row(item, f"inspection_error: {type(exc).__name__}: {exc}",
+                            run_id=inspector.run_id, shard=inspector.shard)
+        emit(row)
+    reader.join()
+    if failure:
+        raise failure[0]
+
+
+def _s3_for(spec: WorkerSpec):
+    from station.batch.s3io import S3Access
+
+    return S3Access(spec.s3) if spec.s3 is not None else S3Access()
+
+
+# --- worker processes ------------------------------------------------------------------
+
+def worker_main(spec: WorkerSpec, tasks: Any, results: Any) -> None:
+    """Entry point of a worker process: rows out until the task queue says stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    import cv2
+
+    cv2.setNumThreads(spec.threads)
+    pid = os.getpid()
+    try:
+        inspector = spec.build()
+    except Exception as exc:
+        results.put(("failed", pid, f"{type(exc).__name__}: {exc}"))
+        return
+    results.put(("ready", pid, None))
+    parent = os.getppid()
+
+    def items() -> Iterator[ImageItem]:
+        while True:
+            try:
+                item = tasks.get(timeout=1.0)
+            except queue.Empty:
+                if os.getppid() != parent:  # the parent was killed: do not linger
+                    return
+                continue
+            if item is None:
+                return
+            yield item
+
+    inspect_stream(inspector, items(), lambda row: results.put(("row", pid, row)), _s3_for(spec))
+    results.put(("done", pid, None))
+
+
+class WorkerPool:
+    """``n`` worker processes fed from one task queue, at most ``window`` images in flight."""
+
+    def __init__(self, spec: WorkerSpec, n: int) -> None:
+        self.spec, self.n = spec, n
+        self.ctx = mp.get_context("spawn")
+        self.tasks = self.ctx.Queue()
+        self.results = self.ctx.Queue()
+        self.procs: list = []
+        self.ready_at: float | None = None
+
+    def _start(self) -> None:
+        saved = {k: os.environ.get(k) for k in (*THREAD_ENV, *self.spec.extra_env)}
+        os.environ.update({k: str(self.spec.threads) for k in THREAD_ENV})  # children read these at import
+        os.environ.update(self.spec.extra_env)
+        try:
+            for i in range(self.n):
+                p = self.ctx.Process(target=worker_main, args=(self.spec, self.tasks, self.results),
+                                     name=f"batch-worker-{i}", daemon=True)
+                p.start()
+                self.procs.append(p)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    def run(self, items: Iterable[ImageItem], emit: Callable[[Row], None], stop: threading.Event) -> None:
+        """Inspect ``items`` (until ``stop``); rows go to ``emit`` in completion order.
+
+        Raises :class:`WorkerFailed` when a worker cannot start or dies; images whose rows
+        never came back are simply not in the results, so ``--resume`` redoes them.
+        """
+        self._start()
+        source = iter(items)
+        window = self.n * (PREFETCH + 2)
+        in_flight, exhausted, ready, done = 0, False, 0, set()
+        try:
+            while True:
+                while not exhausted and not stop.is_set() and in_flight < window:
+                    item = next(source, None)
+                    if item is None:
+                        exhausted = True
+                        break
+                    self.tasks.put(item)
+                    in_flight += 1
+                if in_flight == 0 and (exhausted or stop.is_set()):
+                    break
+                try:
+                    kind, pid, payload = self.results.get(timeout=0.5)
+                except queue.Empty:
+                    dead = [p for p in self.procs if p.exitcode is not None and p.pid not in done]
+                    if dead:
+                        raise WorkerFailed(f"worker {dead[0].name} (pid {dead[0].pid}) died with exit code "
+                                           f"{dead[0].exitcode}; {in_flight} image(s) unfinished, --resume redoes them")
+                    continue
+                if kind == "row":
+                    in_flight -= 1
+                    emit(payload)
+                elif kind == "ready":
+                    ready += 1
+                    if ready == self.n:
+                        self.ready_at = time.perf_counter()
+                elif kind == "failed":
+                    raise WorkerFailed(f"a worker could not start: {payload}")
+                elif kind == "done":
+                    done.add(pid)
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        for _ in self.procs:
+            self.tasks.put(None)
+        deadline = time.monotonic() + 10
+        for p in self.procs:
+            p.join(max(0.1, deadline - time.monotonic()))
+            if p.is_alive():
+                p.terminate()
+                p.join(2)
+        self.tasks.close()
+        self.results.close()
+
+
+def run_in_process(spec: WorkerSpec, items: Iterable[ImageItem], emit: Callable[[Row], None],
+                   stop: threading.Event) -> float:
+    """The one-worker path: the same loop in this process. Returns when the model was
+    ready (``perf_counter``), so rates can leave the loading out as for worker processes."""
+    import cv2
+
+    inspector = spec.build()
+    ready_at = time.perf_counter()
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(spec.threads)
+    try:
+        inspect_stream(inspector, itertools.takewhile(lambda _: not stop.is_set(), items), emit, _s3_for(spec))
+    finally:
+        cv2.setNumThreads(previous)
+    return ready_at

@@ -1,0 +1,94 @@
+"""The AWS Batch part of cloudsync/cloud/template.yaml (cfn-lint runs in tests/cloudsync):
+Fargate resources, least-privilege job role, and agreement with what the submitter writes."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from station.batch.aws_batch import run_uri
+from station.batch.model_uri import model_location
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "cloudsync" / "cloud" / "template.yaml"
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    return yaml.safe_load(TEMPLATE.read_text(encoding="utf-8"))
+
+
+def _subs(value) -> str:
+    return value["Fn::Sub"] if isinstance(value, dict) else value
+
+
+def test_batch_resources_exist_only_with_an_image(template):
+    res = template["Resources"]
+    batch = {n: r for n, r in res.items() if n.startswith("Batch")}
+    assert {"BatchComputeEnvironment", "BatchJobQueue", "BatchJobDefinition", "BatchJobRole",
+            "BatchExecutionRole", "BatchLogGroup"} <= set(batch)
+    assert all(r.get("Condition") == "EnableBatch" for r in batch.values())
+    assert template["Conditions"]["EnableBatch"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "BatchContainerImage"}, ""]}]}
+    for out in ("BatchJobQueueArn", "BatchJobDefinitionArn"):
+        assert template["Outputs"][out]["Condition"] == "EnableBatch"
+
+
+def test_fargate_compute_queue_and_job_definition(template):
+    res = template["Resources"]
+    ce = res["BatchComputeEnvironment"]["Properties"]
+    assert ce["Type"] == "MANAGED" and ce["ComputeResources"]["Type"] == "FARGATE"
+    assert ce["ComputeResources"]["Subnets"] == {"Ref": "BatchSubnetIds"}
+    queue = res["BatchJobQueue"]["Properties"]
+    assert queue["ComputeEnvironmentOrder"] == [{"Order": 1, "ComputeEnvironment": {"Ref": "BatchComputeEnvironment"}}]
+    jd = res["BatchJobDefinition"]["Properties"]
+    assert jd["Type"] == "container" and jd["PlatformCapabilities"] == ["FARGATE"]
+    c = jd["ContainerProperties"]
+    assert c["Image"] == {"Ref": "BatchContainerImage"}
+    assert {r["Type"] for r in c["ResourceRequirements"]} == {"VCPU", "MEMORY"}
+    assert c["ExecutionRoleArn"] == {"Fn::GetAtt": ["BatchExecutionRole", "Arn"]}
+    assert c["JobRoleArn"] == {"Fn::GetAtt": ["BatchJobRole", "Arn"]}
+    logs = c["LogConfiguration"]
+    assert logs["LogDriver"] == "awslogs" and logs["Options"]["awslogs-group"] == {"Ref": "BatchLogGroup"}
+    assert "Entrypoint" not in c  # the image's ENTRYPOINT ["linestation"] runs every command
+    # the log group the submitter tells people to tail
+    assert res["BatchLogGroup"]["Properties"]["LogGroupName"] == "/linestation/batch"
+
+
+def test_job_role_is_least_privilege(template):
+    role = template["Resources"]["BatchJobRole"]["Properties"]
+    assert [s["Principal"] for s in role["AssumeRolePolicyDocument"]["Statement"]] == [
+        {"Service": "ecs-tasks.amazonaws.com"}]
+    assert "ManagedPolicyArns" not in role
+    grants: dict[str, list[str]] = {}
+    conditions = {}
+    for policy in role["Policies"]:
+        for st in policy["PolicyDocument"]["Statement"]:
+            if "Fn::If" in st:  # the KMS grant, only with a customer key
+                cond, st, _ = st["Fn::If"]
+                assert cond == "UseKms"
+            assert st["Effect"] == "Allow"
+            actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+            resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+            for a in actions:
+                grants.setdefault(a, []).extend(json.dumps(r, sort_keys=True) for r in resources)
+                if "Condition" in st:
+                    conditions[a] = st["Condition"]
+    assert set(grants) == {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "kms:GenerateDataKey", "kms:Decrypt"}
+    sub = lambda text: json.dumps({"Fn::Sub": text}, sort_keys=True)  # noqa: E731
+    assert sorted(grants["s3:GetObject"]) == sorted([sub("${DataBucket.Arn}/${BatchInputPrefix}*"),
+                                                     sub("${DataBucket.Arn}/models/*"),
+                                                     sub("${DataBucket.Arn}/${BatchRunsPrefix}*")])
+    assert grants["s3:PutObject"] == [sub("${DataBucket.Arn}/${BatchRunsPrefix}*")]
+    prefixes = conditions["s3:ListBucket"]["StringLike"]["s3:prefix"]
+    assert [_subs(p) for p in prefixes] == ["${BatchInputPrefix}*", "${BatchRunsPrefix}*"]
+
+
+def test_submitter_writes_where_the_role_allows(template):
+    """Runs go under BatchRunsPrefix and models under models/: the layout the IAM grants name."""
+    runs = template["Parameters"]["BatchRunsPrefix"]["Default"]
+    out_base = "s3://plant-data/" + runs.removesuffix("runs/").rstrip("/")
+    assert run_uri(out_base, "batch-1").startswith(f"s3://plant-data/{runs}")
+    assert model_location("s3://plant-data", "m1", "3").prefix.startswith("models/")
+    assert template["Parameters"]["BatchInputPrefix"]["Default"] == "raw/"  # where stations upload images
