@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -40,23 +40,22 @@ _REQUIRES_DONE = (
     "NOT EXISTS (SELECT 1 FROM json_each(o.payload, '$.requires') j "
     "JOIN outbox r ON r.idempotency_key = j.value WHERE r.status != 'done')"
 )
-# One window of the claim index (status, priority, id) after a cursor: ``priority = :p AND
-# id > :i`` (not a row-value comparison) so SQLite seeks to the cursor instead of re-reading
-# the priority block from its start; the requires check runs only for this sink's rows.
+# One window of this sink's claim index (sink, status, priority, id; migration 0003) after a
+# cursor: ``priority = :p AND id > :i`` (not a row-value comparison) so SQLite seeks to the
+# cursor instead of re-reading the priority block from its start, and never reads another
+# sink's rows (results, workflow starts and MES posts share a priority).
 # ONE result row per window: Python's sqlite3 releases the GIL around every row it steps,
 # and with a dozen busy upload threads each re-acquisition waits a switch interval, so a
 # 2,000-row window returned row by row took seconds. The aggregate returns: how many index
-# entries were read, the last one, whether any was this sink's, and the eligible ids.
+# entries were read, the last one, and the eligible ids (due, and what they require done).
 _WINDOW_SAME = (
-    "WITH w AS MATERIALIZED (SELECT o.id, o.sink, o.next_attempt_at FROM outbox o "
-    "WHERE o.status = 'pending' AND o.priority = :p AND o.id > :i ORDER BY o.id LIMIT :w), "
-    "e AS (SELECT o.id FROM w JOIN outbox o ON o.id = w.id WHERE w.sink = :sink AND w.next_attempt_at <= :now "
+    "WITH w AS MATERIALIZED (SELECT o.id, o.next_attempt_at FROM outbox o "
+    "WHERE o.sink = :sink AND o.status = 'pending' AND o.priority = :p AND o.id > :i ORDER BY o.id LIMIT :w), "
+    "e AS (SELECT o.id FROM w JOIN outbox o ON o.id = w.id WHERE w.next_attempt_at <= :now "
     f"AND {_REQUIRES_DONE} ORDER BY o.id LIMIT :n) "
-    "SELECT (SELECT COUNT(*) FROM w), (SELECT MAX(id) FROM w), "
-    "(SELECT COUNT(*) FROM w WHERE sink = :sink), (SELECT group_concat(id) FROM e)"
+    "SELECT (SELECT COUNT(*) FROM w), (SELECT MAX(id) FROM w), (SELECT group_concat(id) FROM e)"
 )
-_LEVELS = "SELECT DISTINCT priority FROM outbox WHERE status = 'pending' ORDER BY priority"
-SKIP_LEVEL_S = 60.0  # a priority walked without a row of the sink is skipped this long
+_LEVELS = "SELECT DISTINCT priority FROM outbox WHERE sink = :sink AND status = 'pending' ORDER BY priority"
 # The unary + keeps SQLite on the inspection_id index (it would otherwise walk every
 # pending row through the claim index: seconds on a 100,000-record backlog).
 _HINTED = (
@@ -82,9 +81,7 @@ class _Cursor:
     id: int = -1
     reset_at: float = -1e9
     hint_seq: int = 0
-    seen_sink: bool = False  # a row of this sink was met in the current priority
     window: int = 256  # index entries per window: grows while nothing is found, shrinks when full
-    skip: dict[int, float] = field(default_factory=dict)  # priority -> skipped until (monotonic)
 
     @property
     def at_end(self) -> bool:
@@ -189,17 +186,15 @@ class OutboxQueue:
                           if r[0] not in found]
             clock = time.monotonic()
             if clock - cur.reset_at >= RESCAN_S:
-                # Back to the most urgent rows, skipping priorities in which this sink had no
-                # rows last time (60,000 pending alerts are not re-read by the image uploader).
-                cur.levels = [r[0] for r in conn.execute(text(_LEVELS)) if cur.skip.get(r[0], 0.0) <= clock]
-                cur.id, cur.reset_at, cur.seen_sink = -1, clock, False
+                # Back to the most urgent rows (only the priorities this sink has rows in).
+                cur.levels = [r[0] for r in conn.execute(text(_LEVELS), {"sink": sink})]
+                cur.id, cur.reset_at = -1, clock
             windows = 0
             while len(found) < limit and not cur.at_end and windows < MAX_WINDOWS:
-                read, last, of_sink, eligible = conn.execute(text(_WINDOW_SAME), {
+                read, last, eligible = conn.execute(text(_WINDOW_SAME), {
                     "sink": sink, "now": now, "p": cur.levels[0], "i": cur.id, "w": cur.window,
                     "n": limit - len(found)}).one()
                 windows += 1
-                cur.seen_sink = cur.seen_sink or bool(of_sink)
                 new_ids = [int(x) for x in eligible.split(",")] if eligible else []
                 found += [i for i in new_ids if i not in found]
                 if len(found) >= limit and new_ids:
@@ -210,10 +205,8 @@ class OutboxQueue:
                 cur.window = (max(MIN_WINDOW, cur.window // 2) if len(found) >= limit
                               else min(WINDOW_ROWS, cur.window * 4) if not new_ids else cur.window)
                 if not full and len(found) < limit:
-                    done_level = cur.levels.pop(0)  # this priority is read to its end: the next one
-                    if not cur.seen_sink:
-                        cur.skip[done_level] = clock + SKIP_LEVEL_S
-                    cur.id, cur.seen_sink = -1, False
+                    cur.levels.pop(0)  # this priority is read to its end: the next one
+                    cur.id = -1
             if len(found) < limit:
                 found += [r[0] for r in conn.execute(text(_CANDIDATES_EXPIRED),
                                                      {"sink": sink, "now": now, "n": limit - len(found)})]
