@@ -17,10 +17,11 @@ first delivery from one that may already have reached the far side.
 """
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -40,35 +41,47 @@ _REQUIRES_DONE = (
     "NOT EXISTS (SELECT 1 FROM json_each(o.payload, '$.requires') j "
     "JOIN outbox r ON r.idempotency_key = j.value WHERE r.status != 'done')"
 )
-# One window of the claim index (status, priority, id) after a cursor: ``priority = :p AND
-# id > :i`` (not a row-value comparison) so SQLite seeks to the cursor instead of re-reading
-# the priority block from its start; the requires check runs only for this sink's rows.
+# One window of this sink's claim index (sink, status, priority, id; migration 0003) after a
+# cursor: ``priority = :p AND id > :i`` (not a row-value comparison) so SQLite seeks to the
+# cursor instead of re-reading the priority block from its start, and never reads another
+# sink's rows (results, workflow starts and MES posts share a priority).
 # ONE result row per window: Python's sqlite3 releases the GIL around every row it steps,
 # and with a dozen busy upload threads each re-acquisition waits a switch interval, so a
 # 2,000-row window returned row by row took seconds. The aggregate returns: how many index
-# entries were read, the last one, whether any was this sink's, and the eligible ids.
-_WINDOW_SAME = (
-    "WITH w AS MATERIALIZED (SELECT o.id, o.sink, o.next_attempt_at FROM outbox o "
-    "WHERE o.status = 'pending' AND o.priority = :p AND o.id > :i ORDER BY o.id LIMIT :w), "
-    "e AS (SELECT o.id FROM w JOIN outbox o ON o.id = w.id WHERE w.sink = :sink AND w.next_attempt_at <= :now "
+# entries were read, the last one, and the eligible ids (due, and what they require done).
+_WINDOW_SAME = text(
+    "WITH w AS MATERIALIZED (SELECT o.id, o.next_attempt_at FROM outbox o "
+    "WHERE o.sink = :sink AND o.status = 'pending' AND o.priority = :p AND o.id > :i ORDER BY o.id LIMIT :w), "
+    "e AS (SELECT o.id FROM w JOIN outbox o ON o.id = w.id WHERE w.next_attempt_at <= :now "
     f"AND {_REQUIRES_DONE} ORDER BY o.id LIMIT :n) "
-    "SELECT (SELECT COUNT(*) FROM w), (SELECT MAX(id) FROM w), "
-    "(SELECT COUNT(*) FROM w WHERE sink = :sink), (SELECT group_concat(id) FROM e)"
+    "SELECT (SELECT COUNT(*) FROM w), (SELECT MAX(id) FROM w), (SELECT group_concat(id) FROM e)"
 )
-_LEVELS = "SELECT DISTINCT priority FROM outbox WHERE status = 'pending' ORDER BY priority"
-SKIP_LEVEL_S = 60.0  # a priority walked without a row of the sink is skipped this long
+_LEVELS = text("SELECT DISTINCT priority FROM outbox WHERE sink = :sink AND status = 'pending' ORDER BY priority")
 # The unary + keeps SQLite on the inspection_id index (it would otherwise walk every
 # pending row through the claim index: seconds on a 100,000-record backlog).
-_HINTED = (
-    "SELECT o.id FROM outbox o WHERE o.inspection_id IN ({marks}) AND +o.sink = :sink "
+_HINTED = text(
+    "SELECT o.id FROM outbox o WHERE o.inspection_id IN (SELECT value FROM json_each(:hints)) AND +o.sink = :sink "
     "AND +o.status = 'pending' AND o.next_attempt_at <= :now "
     f"AND json_array_length(o.payload, '$.requires') > 0 AND {_REQUIRES_DONE} "  # only what waited
     "ORDER BY o.priority, o.id LIMIT :n"
 )
-_CANDIDATES_EXPIRED = (
+_CANDIDATES_EXPIRED = text(
     "SELECT o.id FROM outbox o WHERE o.status = 'in_flight' AND o.sink = :sink "
     "AND o.next_attempt_at <= :now ORDER BY o.priority, o.id LIMIT :n"
 )
+# Statements take id lists as one JSON array (json_each), not a literal IN list: one SQL
+# text for every call, so SQLAlchemy and sqlite3 compile each statement once and their
+# statement caches do not fill with one-off strings (CPU and memory on a long drain).
+_CLAIM = text(
+    "UPDATE outbox SET status = 'in_flight', attempts = attempts + 1, next_attempt_at = :lease "
+    "WHERE id IN (SELECT value FROM json_each(:ids)) "
+    "AND (+status = 'pending' OR (+status = 'in_flight' AND next_attempt_at <= :now)) "  # + : by rowid
+    "RETURNING id, inspection_id, sink, kind, priority, payload, idempotency_key, attempts"
+)
+_RENEW = text("UPDATE outbox SET next_attempt_at = :lease WHERE id IN (SELECT value FROM json_each(:ids)) "
+              "AND +status = 'in_flight'")
+_IMAGE_METADATA = text(f"SELECT id, {', '.join(IMAGE_METADATA_COLUMNS)} FROM inspections "
+                       "WHERE id IN (SELECT value FROM json_each(:ids))")
 WINDOW_ROWS = 4000  # at most this many index entries per window: bounded work per claim
 MIN_WINDOW = 256
 MAX_WINDOWS = 8  # per claim call; the next call carries on from the cursor
@@ -82,9 +95,7 @@ class _Cursor:
     id: int = -1
     reset_at: float = -1e9
     hint_seq: int = 0
-    seen_sink: bool = False  # a row of this sink was met in the current priority
     window: int = 256  # index entries per window: grows while nothing is found, shrinks when full
-    skip: dict[int, float] = field(default_factory=dict)  # priority -> skipped until (monotonic)
 
     @property
     def at_end(self) -> bool:
@@ -98,6 +109,10 @@ def _bookkeeping_durability(dbapi_conn: Any, _record: Any) -> None:
     # means an idempotent re-send; in exchange the write lock is held for microseconds
     # instead of an fsync, so the station's own commits do not queue behind ours.
     dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+
+
+def _id_list(ids: list[int]) -> str:
+    return json.dumps([int(i) for i in ids])
 
 
 def _now() -> datetime:
@@ -151,15 +166,9 @@ class OutboxQueue:
         ids = self._candidates(sink, limit, iso_utc(now))
         if not ids:
             return []
-        marks = ",".join(str(int(i)) for i in ids)
-        sql = (
-            "UPDATE outbox SET status = 'in_flight', attempts = attempts + 1, next_attempt_at = :lease "
-            f"WHERE id IN ({marks}) AND (status = 'pending' OR (status = 'in_flight' AND next_attempt_at <= :now)) "
-            "RETURNING id, inspection_id, sink, kind, priority, payload, idempotency_key, attempts"
-        )
         with self._write_lock, self.writer.begin() as conn:
-            rows = conn.execute(text(sql), {"lease": iso_utc(now + timedelta(seconds=lease_s)),
-                                            "now": iso_utc(now)}).all()
+            rows = conn.execute(_CLAIM, {"ids": _id_list(ids), "lease": iso_utc(now + timedelta(seconds=lease_s)),
+                                         "now": iso_utc(now)}).all()
             self.commits += 1
         items = [self._item(r) for r in sorted(rows, key=lambda r: (r.priority, r.id))]
         return self._with_image_metadata(items)
@@ -181,25 +190,20 @@ class OutboxQueue:
             for start in range(0, len(hinted), 500):
                 if len(found) >= limit:
                     break
-                chunk = hinted[start:start + 500]
-                marks = ",".join(f":h{n}" for n in range(len(chunk)))
                 params = {"sink": sink, "now": now, "n": limit - len(found),
-                          **{f"h{n}": v for n, v in enumerate(chunk)}}
-                found += [r[0] for r in conn.execute(text(_HINTED.format(marks=marks)), params)
-                          if r[0] not in found]
+                          "hints": json.dumps(hinted[start:start + 500])}
+                found += [r[0] for r in conn.execute(_HINTED, params) if r[0] not in found]
             clock = time.monotonic()
             if clock - cur.reset_at >= RESCAN_S:
-                # Back to the most urgent rows, skipping priorities in which this sink had no
-                # rows last time (60,000 pending alerts are not re-read by the image uploader).
-                cur.levels = [r[0] for r in conn.execute(text(_LEVELS)) if cur.skip.get(r[0], 0.0) <= clock]
-                cur.id, cur.reset_at, cur.seen_sink = -1, clock, False
+                # Back to the most urgent rows (only the priorities this sink has rows in).
+                cur.levels = [r[0] for r in conn.execute(_LEVELS, {"sink": sink})]
+                cur.id, cur.reset_at = -1, clock
             windows = 0
             while len(found) < limit and not cur.at_end and windows < MAX_WINDOWS:
-                read, last, of_sink, eligible = conn.execute(text(_WINDOW_SAME), {
+                read, last, eligible = conn.execute(_WINDOW_SAME, {
                     "sink": sink, "now": now, "p": cur.levels[0], "i": cur.id, "w": cur.window,
                     "n": limit - len(found)}).one()
                 windows += 1
-                cur.seen_sink = cur.seen_sink or bool(of_sink)
                 new_ids = [int(x) for x in eligible.split(",")] if eligible else []
                 found += [i for i in new_ids if i not in found]
                 if len(found) >= limit and new_ids:
@@ -210,12 +214,10 @@ class OutboxQueue:
                 cur.window = (max(MIN_WINDOW, cur.window // 2) if len(found) >= limit
                               else min(WINDOW_ROWS, cur.window * 4) if not new_ids else cur.window)
                 if not full and len(found) < limit:
-                    done_level = cur.levels.pop(0)  # this priority is read to its end: the next one
-                    if not cur.seen_sink:
-                        cur.skip[done_level] = clock + SKIP_LEVEL_S
-                    cur.id, cur.seen_sink = -1, False
+                    cur.levels.pop(0)  # this priority is read to its end: the next one
+                    cur.id = -1
             if len(found) < limit:
-                found += [r[0] for r in conn.execute(text(_CANDIDATES_EXPIRED),
+                found += [r[0] for r in conn.execute(_CANDIDATES_EXPIRED,
                                                      {"sink": sink, "now": now, "n": limit - len(found)})]
         return found
 
@@ -230,8 +232,6 @@ class OutboxQueue:
 
     @staticmethod
     def _item(r: Any) -> OutboxItem:
-        import json
-
         payload = r.payload if isinstance(r.payload, dict) else json.loads(r.payload)
         return OutboxItem(id=r.id, inspection_id=r.inspection_id, sink=r.sink, kind=r.kind,
                           priority=r.priority, payload=payload, idempotency_key=r.idempotency_key,
@@ -244,11 +244,8 @@ class OutboxQueue:
                 and i.inspection_id}
         if not want:
             return items
-        cols = ", ".join(IMAGE_METADATA_COLUMNS)
-        marks = ",".join(f":i{n}" for n in range(len(want)))
         with self.reader.connect() as conn:
-            rows = conn.execute(text(f"SELECT id, {cols} FROM inspections WHERE id IN ({marks})"),
-                                {f"i{n}": v for n, v in enumerate(sorted(want))}).all()
+            rows = conn.execute(_IMAGE_METADATA, {"ids": json.dumps(sorted(want))}).all()
         meta = {r[0]: {c: ("" if v is None else str(v)) for c, v in zip(IMAGE_METADATA_COLUMNS, r[1:])}
                 for r in rows}
         out = []
@@ -263,11 +260,8 @@ class OutboxQueue:
         """Extend the lease of rows still being worked on (long uploads, a slow link)."""
         if not ids:
             return
-        marks = ",".join(str(int(i)) for i in ids)
         with self._write_lock, self.writer.begin() as conn:
-            conn.execute(text(f"UPDATE outbox SET next_attempt_at = :lease WHERE id IN ({marks}) "
-                              "AND status = 'in_flight'"),
-                         {"lease": iso_utc(_now() + timedelta(seconds=lease_s))})
+            conn.execute(_RENEW, {"ids": _id_list(ids), "lease": iso_utc(_now() + timedelta(seconds=lease_s))})
             self.commits += 1
 
     def release_all_claims(self) -> int:

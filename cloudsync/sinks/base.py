@@ -46,10 +46,19 @@ class DeliveryError(Exception):
         self.retry_after_s = retry_after_s
 
 
+Outcome = Delivered | DeliveryError  # one item's result in a batch
+
+
 class Sink(abc.ABC):
-    """A destination for outbox rows of one ``name`` (the outbox ``sink`` column)."""
+    """A destination for outbox rows of one ``name`` (the outbox ``sink`` column).
+
+    ``batch_size`` > 1: the service hands the sink up to that many rows at once through
+    :meth:`deliver_batch` (an API that takes several messages in one call, e.g. SNS
+    ``PublishBatch``); each row still gets its own outcome.
+    """
 
     name: str
+    batch_size: int = 1
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)  # image files' ``local_path`` is relative to it
@@ -57,6 +66,16 @@ class Sink(abc.ABC):
     @abc.abstractmethod
     def deliver(self, item: OutboxItem) -> Delivered:
         """Deliver one item or raise DeliveryError. Must be safe to call again for the same item."""
+
+    def deliver_batch(self, items: list[OutboxItem]) -> list[Outcome]:
+        """One outcome per item, in order. The default delivers them one by one."""
+        out: list[Outcome] = []
+        for item in items:
+            try:
+                out.append(self.deliver(item))
+            except DeliveryError as exc:
+                out.append(exc)
+        return out
 
     def probe(self) -> None:
         """Cheap reachability check for the circuit state; raise DeliveryError when down."""

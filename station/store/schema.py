@@ -170,6 +170,8 @@ class OutboxRow(Base):
         CheckConstraint(f"status IN {OUTBOX_STATUSES!r}", name="ck_outbox_status"),
         UniqueConstraint("idempotency_key", name="uq_outbox_idempotency_key"),
         Index("ix_outbox_claim", "status", "priority", "id"),
+        # The sync service's per-sink claim (migration 0003): seeks to one sink's rows.
+        Index("ix_outbox_sink_claim", "sink", "status", "priority", "id"),
     )
 
 

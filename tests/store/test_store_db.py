@@ -138,3 +138,45 @@ def test_one_writer_process_per_data_dir(store):
         assert viewer.audit_verify().ok
     finally:
         viewer.close()
+
+
+def test_a_0002_database_with_a_backlog_upgrades_to_the_sink_claim_index(tmp_path):
+    """0003 adds the per-sink claim index to a station that already has a queue; the rows
+    stay as they were, the claim query seeks on the new index, and downgrade drops it."""
+    path = tmp_path / "station.db"
+    engine = db.make_engine(path)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(db.alembic_config(conn), "0002")
+    finally:
+        engine.dispose()
+    raw = sqlite3.connect(path)
+    rows = [(sink, "k", 2, "{}", f"I{i}:{sink}", status, 0, "2026-11-26T00:00:00.000000Z",
+             "2026-11-26T00:00:00.000000Z") for i in range(50)
+            for sink, status in (("s3", "pending"), ("mes", "pending"), ("sns", "done"))]
+    raw.executemany("insert into outbox (sink, kind, priority, payload, idempotency_key, status, attempts,"
+                    " next_attempt_at, created_at) values (?,?,?,?,?,?,?,?,?)", rows)
+    raw.commit()
+    before = raw.execute("select id, sink, status, idempotency_key from outbox order by id").fetchall()
+    raw.close()
+    engine = db.make_engine(path)
+    try:
+        db.upgrade(engine)
+        assert db.current_revision(engine) == db.head_revision() == "0003"
+        idx = {i["name"]: i["column_names"] for i in sa_inspect(engine).get_indexes("outbox")}
+        assert idx["ix_outbox_sink_claim"] == ["sink", "status", "priority", "id"]
+        assert idx["ix_outbox_claim"] == ["status", "priority", "id"]  # kept: status counts use it
+        with engine.connect() as conn:
+            after = conn.exec_driver_sql("select id, sink, status, idempotency_key from outbox order by id").all()
+            plan = " ".join(r[3] for r in conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN SELECT id FROM outbox WHERE sink = 's3' AND status = 'pending' "
+                "AND priority = 2 AND id > 10 ORDER BY id LIMIT 5"))
+        assert [tuple(r) for r in after] == before
+        assert "ix_outbox_sink_claim" in plan, plan
+        with engine.begin() as conn:
+            command.downgrade(db.alembic_config(conn), "0002")
+        assert "ix_outbox_sink_claim" not in {i["name"] for i in sa_inspect(engine).get_indexes("outbox")}
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("select count(*) from outbox").scalar() == 150
+    finally:
+        engine.dispose()
