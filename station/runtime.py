@@ -22,7 +22,7 @@ from station.config import LineStationConfig
 from station.detect.base import Detector
 from station.detect.registry import ModelRegistry, ModelStoreError
 from station.detect.sagemaker_detector import from_config as sagemaker_from_config
-from station.inspect.bootstrap import ensure_profile, train_first_model
+from station.inspect.bootstrap import BootstrapError, ensure_profile, train_first_model
 from station.inspect.cycle import CycleContext, InspectionCycle, InspectionOutcome
 from station.inspect.decide import Decision, DecisionPolicy
 from station.detect.grey_window import GreyWindow, WindowedDetector
@@ -190,6 +190,11 @@ class StationRuntime:
     @staticmethod
     def _load_detector(cfg: LineStationConfig, data_dir: Path, camera: CameraDriver, profile,
                        progress: Progress) -> Detector:
+        window = cfg.recipe.grey_window
+        if window is not None and window.low >= profile.full_scale:
+            raise BootstrapError(
+                f"recipe.grey_window {window.low}..{window.high} lies above the {profile.bit_depth}-bit images "
+                f"of camera {profile.camera_serial} (0..{profile.full_scale}): the model would see black")
         registry = ModelRegistry(data_dir / "models")
         wanted = cfg.detector.model
         if cfg.detector.type == "sagemaker" and cfg.detector.fallback == "none":
@@ -203,7 +208,6 @@ class StationRuntime:
                     model_type, params = "patchcore", {"long_side": det.long_side}
                 else:  # variation, or the local fallback of a SageMaker endpoint
                     model_type, params = "variation", {"downscale": det.downscale}
-                window = cfg.recipe.grey_window
                 if window is not None:  # the model learns the windowed image, scaled by 16 bits
                     params["bit_depth"] = 16
                 train_first_model(registry, camera, profile, count=det.train_images, progress=progress,

@@ -166,8 +166,9 @@ class SimXrayWriter:
     """Writes radiographs into ``folder`` like detector software (see the module docstring)."""
 
     def __init__(self, folder: str | os.PathLike, spec: SimXraySpec, *, prefix: str = "xray_",
-                 slow_chunks: int = 4, slow_pause_s: float = 0.05) -> None:
+                 slow_chunks: int = 4, slow_pause_s: float = 0.05, fsync: bool = True) -> None:
         self.folder = Path(folder)
+        self.fsync = fsync  # vendor software that does not fsync is common too
         self.spec = spec
         self.prefix = prefix
         self.renderer = XrayPartRenderer(spec)
@@ -215,7 +216,8 @@ class SimXrayWriter:
             with open(tmp, "wb") as f:
                 f.write(data)
                 f.flush()
-                os.fsync(f.fileno())
+                if self.fsync:
+                    os.fsync(f.fileno())
             os.replace(tmp, final)
             return final
         step = max(1, -(-len(data) // self.slow_chunks))

@@ -54,6 +54,7 @@ class QtWindowLevelBar(QWidget):
         self.auto_button.clicked.connect(self.auto)
         self.reset_button = QPushButton("Reset")
         self.reset_button.clicked.connect(self.reset)
+        self._reset_tip()
         for b in (self.auto_button, self.reset_button):
             b.setMinimumHeight(56)
             lay.addWidget(b)
@@ -80,8 +81,12 @@ class QtWindowLevelBar(QWidget):
             return
         self.presets = list(presets)
         self._make_preset_buttons()
+        self._reset_tip()
         if self.active:
             self.reset()
+
+    def _reset_tip(self) -> None:
+        self.reset_button.setToolTip(f"Back to {self.presets[0][0] if self.presets else 'the full range'}")
 
     # --- state ---------------------------------------------------------------------------
     @property
@@ -101,7 +106,6 @@ class QtWindowLevelBar(QWidget):
             return
         self.top = int(top)
         self.active = True
-        self.reset_button.setToolTip(f"Back to {self.presets[0][0] if self.presets else 'the full range'}")
         self.setVisible(True)
         self.set_window(self.window if self.window is not None else self.default_window)
 

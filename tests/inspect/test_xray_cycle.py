@@ -3,9 +3,6 @@ own camera emulation (PYLON_CAMEMU) in Mono16 and Mono12, serving simulated radi
 from a folder. The stored image must hold the very pixel values the camera delivered."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest

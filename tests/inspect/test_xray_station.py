@@ -117,3 +117,14 @@ def test_12_bit_diconde_files_written_slowly_in_place(tmp_path):
         assert out.frame.pixel_format == "Mono12" and int(out.frame.image.max()) <= 4095
         assert doc["image"]["bit_depth"] == 12 and doc["meta"]["original"]["format"] == "dicom"
         assert doc["meta"]["dicom"]["component_name"] == "SIM-CASTING"
+
+
+def test_a_grey_window_beyond_the_detectors_bit_depth_stops_the_start(tmp_path):
+    from station.inspect.bootstrap import BootstrapError
+
+    cfg = demo_config(tmp_path / "inbox", file_format="dicom", bits=12)  # window 14000..40000
+    with pytest.raises(BootstrapError, match=r"grey_window 14000..40000 lies above the 12-bit images"):
+        StationRuntime.open(cfg, tmp_path / "data")
+    from station.detect.registry import ModelRegistry
+
+    assert ModelRegistry(tmp_path / "data" / "models").active() is None  # nothing trained on black images

@@ -63,6 +63,20 @@ def ui_template_16(tmp_path_factory) -> Path:
 MONO16 = {"pixel_format": "Mono16"}
 
 
+def xray_camera(folder: Path) -> dict:
+    """The simulated X-ray detector (station/capture/sim_xray.py) writing 16-bit TIFFs into ``folder``."""
+    return {"type": "xray_folder", "folder": str(folder), "serial": "SIMXRAY-UI", "settle_s": 0.05,
+            "timeout_s": 5, "sim": {"seed": 3, "rate_hz": 20, "width": 256, "height": 192, "defect_rate": 0.0}}
+
+
+@pytest.fixture(scope="session")
+def ui_template_xray(tmp_path_factory) -> Path:
+    """Calibrated and trained on the simulated X-ray detector (recipe kind xray)."""
+    root = tmp_path_factory.mktemp("ui-template-xray")
+    StationRuntime.open(ui_config(config={"camera": xray_camera(root / "inbox")}), root, arm=False).close()
+    return root
+
+
 def copy_template(template: Path, data_dir: Path) -> Path:
     for part in ("calibration", "models"):
         shutil.copytree(template / part, data_dir / part)

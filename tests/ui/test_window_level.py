@@ -292,3 +292,35 @@ def test_review_tab_shows_stored_16_bit_images_through_the_window(qtbot, station
         assert np.array_equal(shown(), display_rgb(apply_window(img, wl.window)))
     finally:
         page.close_page()
+
+
+def test_xray_detector_frames_get_the_window_and_their_own_spec_rows(qtbot, station_window, ui_template_xray,
+                                                                    tmp_path):
+    from conftest import xray_camera
+
+    win, ctx = station_window(config={"camera": xray_camera(tmp_path / "inbox")},
+                              recipe={"display_presets": PRESETS}, template=ui_template_xray)
+    make_user(ctx, "olga", "operator")
+    sign_in(qtbot, win, "olga")
+    op = win.pages["operator"]
+    n = len(op.latency_ms)
+    op.trigger_once()
+    qtbot.waitUntil(lambda: len(op.latency_ms) > n and op.live.frames_set >= 1, timeout=15_000)
+    qtbot.waitUntil(lambda: op.window_level.isVisible(), timeout=5000)
+    frame = op.live.frame
+    assert frame.dtype == np.uint16 and op.live.windowed
+    assert op.window_level.window == GreyWindow(2000, 12000)
+    names = [c["name"] for c in ctx.store.recent(1)[0]["spec_checks"]]
+    assert "snr" in names and "brightness" not in names
+    assert list(op.spec.rows) == names  # the X-ray checks, not the camera's seven
+    op.live.resize(512, 384)
+    qtbot.mouseClick(op.window_level.auto_button, Qt.MouseButton.LeftButton)
+    w = op.window_level.window
+    assert w == auto_window(frame, 65535)
+    px = grab_rgb(op.live)
+    r = op.live.image_rect()
+    sx, sy = r.width() / frame.shape[1], r.height() / frame.shape[0]
+    expect = apply_window(frame, w)
+    for y in range(10, frame.shape[0], 37):
+        for x in range(10, frame.shape[1], 41):
+            assert px[int(r.top() + (y + 0.5) * sy), int(r.left() + (x + 0.5) * sx), 0] == expect[y, x]
