@@ -243,7 +243,10 @@ def run_in_process(spec: WorkerSpec, items: Iterable[ImageItem], emit: Callable[
     ready (``perf_counter``), so rates can leave the loading out as for worker processes."""
     import cv2
 
-    inspector = spec.build()
+    try:
+        inspector = spec.build()
+    except Exception as exc:  # the same report as a worker process that cannot start
+        raise WorkerFailed(f"cannot start: {type(exc).__name__}: {exc}") from exc
     ready_at = time.perf_counter()
     previous = cv2.getNumThreads()
     cv2.setNumThreads(spec.threads)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 
 import cv2
@@ -134,3 +135,21 @@ def test_record_query_time_window(tmp_path, station_data, capsys):
     assert "no images in record(until=2000-01-01" in capsys.readouterr().err
     assert main(["--data-dir", str(station_data), "batch", "record", "--since", "yesterday", "--model",
                  "active", "--out", str(out)]) == 2
+
+
+def test_a_model_that_fails_its_hash_stops_the_run_with_the_reason(tmp_path, station_data, recorded_images, capsys):
+    folder = tmp_path / "in"
+    copy_images(recorded_images[:2], folder)
+    active = (station_data / "models" / "ACTIVE").read_text().strip()
+    broken = tmp_path / "models" / active
+    shutil.copytree(station_data / "models" / active, broken)
+    with open(broken / "model.npz", "ab") as f:
+        f.write(b"\0")  # a damaged copy (as a truncated download would be)
+    for workers in ("1", "2"):
+        out = tmp_path / f"out{workers}"
+        code = main(["--data-dir", str(station_data), "batch", str(folder), "--model", str(broken), "--out", str(out),
+                     "--recipe", "rb", "--workers", workers, "--run-id", "bad", "--no-report"])
+        err = capsys.readouterr().err
+        assert code == 1 and "content hash mismatch" in err and "--resume --run-id bad" in err, err
+        assert result_rows(out) == []
+        assert run_summary(out, "bad")["complete"] is False

@@ -20,7 +20,7 @@ def _lines(out) -> int:
 
 def test_sigkill_mid_run_then_resume_inspects_every_image_exactly_once(tmp_path, station_data, recorded_images,
                                                                         run_batch_cli):
-    images = copy_images(recorded_images, tmp_path / "in", copies=15)  # 240 images
+    images = copy_images(recorded_images, tmp_path / "in", copies=12)  # 192 images
     out = tmp_path / "out"
     args = [tmp_path / "in", "--model", "active", "--out", out, "--recipe", "rb", "--workers", "2",
             "--run-id", "k1", "--no-report"]
@@ -89,7 +89,7 @@ def test_array_index_shards_process_every_image_exactly_once(tmp_path, station_d
 
 def test_sigterm_finishes_in_flight_images_then_resume_completes(tmp_path, station_data, recorded_images,
                                                                  run_batch_cli):
-    images = copy_images(recorded_images, tmp_path / "in", copies=8)  # 128 images
+    images = copy_images(recorded_images, tmp_path / "in", copies=6)  # 96 images
     out = tmp_path / "out"
     args = [tmp_path / "in", "--model", "active", "--out", out, "--recipe", "rb", "--workers", "2",
             "--run-id", "t1", "--no-report"]
