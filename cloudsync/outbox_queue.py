@@ -118,6 +118,7 @@ MIN_WINDOW = 256
 MAX_WINDOWS = 8  # per claim call; the next call carries on from the cursor
 RESCAN_S = 5.0  # a sink's cursor goes back to the most urgent rows this often
 HINTS_KEPT = 20_000
+CHECKPOINT_EVERY_S = 1.0  # this process checkpoints the WAL (see OutboxQueue._checkpoint_if_due)
 
 
 @dataclass
@@ -185,6 +186,7 @@ class OutboxQueue:
         self._buf_lock = threading.Lock()
         self._write_lock = threading.RLock()  # one write at a time in this process (flush nests)
         self.commits = 0
+        self._checkpointed_at = 0.0
 
     def close(self) -> None:
         self.flush()
@@ -369,7 +371,25 @@ class OutboxQueue:
                     for s in status:
                         self._status.setdefault(s["sink"], s)
                 raise
+            self._checkpoint_if_due()
         return len(batch)
+
+    def _checkpoint_if_due(self) -> None:
+        """Copy the WAL into the database ourselves, at most once a second (PASSIVE: it
+        never blocks a writer). SQLite runs an automatic checkpoint inside whichever commit
+        takes the WAL past 1,000 pages, and most of those pages are this process's
+        bookkeeping; without this, now and then the station's own commit would pay for
+        copying and fsyncing them. Kept short, the WAL restarts before it gets there."""
+        now = time.monotonic()
+        if now - self._checkpointed_at < CHECKPOINT_EVERY_S:
+            return
+        self._checkpointed_at = now
+        with self._write_lock:
+            raw = self.writer.raw_connection()
+            try:
+                raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").close()
+            finally:
+                raw.close()
 
     def _write_one(self, sql: str, params: dict[str, Any]) -> None:
         """One statement as its own transaction (the driver is in autocommit mode).
