@@ -301,8 +301,9 @@ def memory_run(tmp: Path, s3: S3Server, moto, rig, backlog: int, timeout_s: floa
         log(f"  first rows delivered after {time.perf_counter() - t_start:.1f} s (start-up)")
         while left and proc.poll() is None:
             elapsed = time.perf_counter() - t_start
-            if elapsed > timeout_s:
-                raise TimeoutError(f"backlog not drained after {timeout_s:.0f} s ({left} rows left)")
+            if elapsed > timeout_s:  # reported as not drained (the figures so far still print)
+                log(f"backlog not drained after {timeout_s:.0f} s ({left} rows left)")
+                break
             with reader.connect() as conn:
                 left = waiting_rows(conn, SYNCED)
             samples.append((elapsed, total - left, rss_kb(proc.pid)))
@@ -320,8 +321,10 @@ def memory_run(tmp: Path, s3: S3Server, moto, rig, backlog: int, timeout_s: floa
     tenth = max(1, len(samples) // 10)
     per_insp = total / backlog  # deliverable rows per inspection
     slope = slope_per([d / per_insp for _t, d, _r in samples], mb) * 10_000
-    return {"backlog_inspections": backlog, "rows": total, "drain_s": round(elapsed, 1),  # incl. start-up
-            "rows_per_s": round(total / elapsed, 1), "inspections_per_s": round(backlog / elapsed, 1),
+    done = total - left
+    return {"backlog_inspections": backlog, "rows": total, "drained": left == 0, "rows_left": left,
+            "drain_s": round(elapsed, 1),  # incl. start-up
+            "rows_per_s": round(done / elapsed, 1), "inspections_per_s": round(done / per_insp / elapsed, 1),
             "rss_samples": len(samples), "rss_start_mb": round(mb[0], 1),
             "rss_first_10pct_median_mb": round(statistics.median(mb[:tenth]), 1),
             "rss_last_10pct_median_mb": round(statistics.median(mb[-tenth:]), 1),
@@ -371,7 +374,8 @@ def main() -> int:
                     help="S3 workers (and plain threads) over the WAN link: more requests in flight hide its latency")
     ap.add_argument("--small", type=int, default=400, help="small inspections for the end-to-end rate")
     ap.add_argument("--backlog", type=int, default=10_000, help="inspections in the memory backlog (0: skip)")
-    ap.add_argument("--backlog-timeout", type=float, default=3600.0)
+    ap.add_argument("--backlog-timeout", type=float, default=7200.0,
+                    help="stop sampling after this long; the figures then say how many rows were left")
     ap.add_argument("--station", type=int, default=150, help="inspections per station-impact phase (0: skip)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -443,7 +447,8 @@ def main() -> int:
               f"({fig['small_rows_delivered']} rows to S3, SNS, Step Functions)")
     if "memory" in fig:
         m = fig["memory"]
-        print(f"memory draining a {m['backlog_inspections']}-inspection backlog ({m['rows']} rows) to the end in "
+        end = "to the end" if m["drained"] else f"NOT to the end ({m['rows_left']} rows left at the timeout)"
+        print(f"memory draining a {m['backlog_inspections']}-inspection backlog ({m['rows']} rows) {end} in "
               f"{m['drain_s']} s ({m['rows_per_s']} rows/s): RSS start {m['rss_start_mb']} MB, median first 10 % "
               f"{m['rss_first_10pct_median_mb']} MB, last 10 % {m['rss_last_10pct_median_mb']} MB, max "
               f"{m['rss_max_mb']} MB, slope {m['rss_slope_mb_per_10k_inspections']} MB per 10k inspections")

@@ -4,9 +4,12 @@ The station is the main writer of the database, so this side keeps its write
 transactions tiny and never scans under the write lock:
 
 - candidates are chosen on a read-only connection (WAL readers take no lock);
-- the claim itself is one short ``UPDATE ... WHERE status = 'pending' ... RETURNING``;
-- outcomes (done / retry / dead) are buffered and written in one transaction per batch
-  (:meth:`OutboxQueue.flush`), so thousands of deliveries cost a few commits a second;
+- the claim itself is one ``UPDATE ... WHERE status = 'pending'`` (the rows are then read
+  back on the reader), and outcomes (done / retry / dead) are buffered and written as one
+  ``UPDATE ... FROM json_each(batch)`` per flush (:meth:`OutboxQueue.flush`): thousands
+  of deliveries cost a few commits a second, and each write is a single statement in
+  autocommit mode, so the write lock is held inside one sqlite3 call (never across a
+  GIL hand-off, see :meth:`OutboxQueue._write_one`);
 - this process's commits are not fsynced (``synchronous=NORMAL``, see below).
 
 A claim is a lease: the row becomes ``in_flight`` with ``next_attempt_at`` = the lease's
@@ -72,14 +75,42 @@ _CANDIDATES_EXPIRED = text(
 # Statements take id lists as one JSON array (json_each), not a literal IN list: one SQL
 # text for every call, so SQLAlchemy and sqlite3 compile each statement once and their
 # statement caches do not fill with one-off strings (CPU and memory on a long drain).
-_CLAIM = text(
+_CLAIM = (
     "UPDATE outbox SET status = 'in_flight', attempts = attempts + 1, next_attempt_at = :lease "
     "WHERE id IN (SELECT value FROM json_each(:ids)) "
-    "AND (+status = 'pending' OR (+status = 'in_flight' AND next_attempt_at <= :now)) "  # + : by rowid
-    "RETURNING id, inspection_id, sink, kind, priority, payload, idempotency_key, attempts"
+    "AND (+status = 'pending' OR (+status = 'in_flight' AND next_attempt_at <= :now))"  # + : by rowid
 )
-_RENEW = text("UPDATE outbox SET next_attempt_at = :lease WHERE id IN (SELECT value FROM json_each(:ids)) "
-              "AND +status = 'in_flight'")
+_CLAIMED = text(
+    "SELECT id, inspection_id, sink, kind, priority, payload, idempotency_key, attempts FROM outbox "
+    "WHERE id IN (SELECT value FROM json_each(:ids)) AND +status = 'in_flight' AND +next_attempt_at = :lease"
+)
+# Every outcome of a flush in ONE statement (done / retry / dead / release per entry).
+_OUTCOMES = (
+    "UPDATE outbox SET "
+    "status = CASE b.op WHEN 'done' THEN 'done' WHEN 'dead' THEN 'dead' ELSE 'pending' END, "
+    "delivered_at = CASE b.op WHEN 'done' THEN b.at ELSE outbox.delivered_at END, "
+    "delivery_detail = CASE b.op WHEN 'done' THEN b.detail ELSE outbox.delivery_detail END, "
+    "last_error = CASE b.op WHEN 'done' THEN NULL WHEN 'release' THEN outbox.last_error ELSE b.error END, "
+    "next_attempt_at = CASE b.op WHEN 'retry' THEN b.next_at WHEN 'done' THEN outbox.next_attempt_at "
+    "ELSE b.at END, "
+    "attempts = CASE b.op WHEN 'release' THEN MAX(outbox.attempts - 1, 0) ELSE outbox.attempts END "
+    "FROM (SELECT value ->> '$.id' AS id, value ->> '$.op' AS op, value ->> '$.at' AS at, "
+    "value ->> '$.error' AS error, value ->> '$.next_at' AS next_at, value ->> '$.detail' AS detail "
+    "FROM json_each(:batch)) AS b "
+    # 'done' is final: a late outcome of a re-claimed row never moves it back.
+    "WHERE outbox.id = b.id AND CASE b.op WHEN 'done' THEN outbox.status != 'done' "
+    "ELSE outbox.status = 'in_flight' END"
+)
+_SINK_STATUS = (
+    "INSERT INTO sink_status (sink, state, last_error, last_success_at, updated_at, detail) "
+    "SELECT value ->> '$.sink', value ->> '$.state', value ->> '$.last_error', value ->> '$.last_success_at', "
+    "value ->> '$.updated_at', value ->> '$.detail' FROM json_each(:rows) WHERE true "
+    "ON CONFLICT(sink) DO UPDATE SET state = excluded.state, last_error = excluded.last_error, "
+    "last_success_at = COALESCE(excluded.last_success_at, sink_status.last_success_at), "
+    "updated_at = excluded.updated_at, detail = excluded.detail"
+)
+_RENEW = ("UPDATE outbox SET next_attempt_at = :lease WHERE id IN (SELECT value FROM json_each(:ids)) "
+          "AND +status = 'in_flight'")
 _IMAGE_METADATA = text(f"SELECT id, {', '.join(IMAGE_METADATA_COLUMNS)} FROM inspections "
                        "WHERE id IN (SELECT value FROM json_each(:ids))")
 WINDOW_ROWS = 4000  # at most this many index entries per window: bounded work per claim
@@ -87,6 +118,7 @@ MIN_WINDOW = 256
 MAX_WINDOWS = 8  # per claim call; the next call carries on from the cursor
 RESCAN_S = 5.0  # a sink's cursor goes back to the most urgent rows this often
 HINTS_KEPT = 20_000
+CHECKPOINT_EVERY_S = 1.0  # this process checkpoints the WAL (see OutboxQueue._checkpoint_if_due)
 
 
 @dataclass
@@ -129,6 +161,11 @@ class _Outcome:
     next_at: str | None = None
     inspection_id: str | None = None
 
+    def entry(self) -> dict[str, Any]:
+        """This outcome as one element of the ``_OUTCOMES`` statement's JSON batch."""
+        return {"id": self.row_id, "op": self.op, "at": self.at, "error": self.error, "next_at": self.next_at,
+                "detail": None if self.detail is None else dumps(self.detail)}
+
 
 class OutboxQueue:
     """Claims and outcomes of outbox rows for one sync service process."""
@@ -147,8 +184,9 @@ class OutboxQueue:
         self._hint_seq = 0
         self._status: dict[str, dict[str, Any]] = {}
         self._buf_lock = threading.Lock()
-        self._write_lock = threading.Lock()  # one write transaction at a time in this process
+        self._write_lock = threading.RLock()  # one write at a time in this process (flush nests)
         self.commits = 0
+        self._checkpointed_at = 0.0
 
     def close(self) -> None:
         self.flush()
@@ -166,10 +204,10 @@ class OutboxQueue:
         ids = self._candidates(sink, limit, iso_utc(now))
         if not ids:
             return []
-        with self._write_lock, self.writer.begin() as conn:
-            rows = conn.execute(_CLAIM, {"ids": _id_list(ids), "lease": iso_utc(now + timedelta(seconds=lease_s)),
-                                         "now": iso_utc(now)}).all()
-            self.commits += 1
+        params = {"ids": _id_list(ids), "lease": iso_utc(now + timedelta(seconds=lease_s)), "now": iso_utc(now)}
+        self._write_one(_CLAIM, params)
+        with self.reader.connect() as conn:  # what we claimed: in flight under our lease
+            rows = conn.execute(_CLAIMED, params).all()
         items = [self._item(r) for r in sorted(rows, key=lambda r: (r.priority, r.id))]
         return self._with_image_metadata(items)
 
@@ -260,9 +298,7 @@ class OutboxQueue:
         """Extend the lease of rows still being worked on (long uploads, a slow link)."""
         if not ids:
             return
-        with self._write_lock, self.writer.begin() as conn:
-            conn.execute(_RENEW, {"ids": _id_list(ids), "lease": iso_utc(_now() + timedelta(seconds=lease_s))})
-            self.commits += 1
+        self._write_one(_RENEW, {"ids": _id_list(ids), "lease": iso_utc(_now() + timedelta(seconds=lease_s))})
 
     def release_all_claims(self) -> int:
         """Hand back every claim (start-up of the only sync service: their owner is gone)."""
@@ -314,51 +350,63 @@ class OutboxQueue:
             if not batch and not status:
                 return 0
             try:
-                with self.writer.begin() as conn:
-                    self._write(conn, batch, status)
-                self.commits += 1
-                done = [o.inspection_id for o in batch if o.op == "done" and o.inspection_id]
-                if done:
-                    with self._buf_lock:  # other rows of these inspections may now be deliverable
-                        self._hints.extend(done)
-                        self._hint_seq += len(done)
+                if batch:
+                    self._write_one(_OUTCOMES, {"batch": dumps([o.entry() for o in batch])})
             except BaseException:
                 with self._buf_lock:  # keep them for the next flush: an outcome is never dropped
                     self._pending[:0] = batch
                     for s in status:
                         self._status.setdefault(s["sink"], s)
                 raise
+            done = [o.inspection_id for o in batch if o.op == "done" and o.inspection_id]
+            if done:
+                with self._buf_lock:  # other rows of these inspections may now be deliverable
+                    self._hints.extend(done)
+                    self._hint_seq += len(done)
+            try:
+                if status:
+                    self._write_one(_SINK_STATUS, {"rows": dumps(status)})
+            except BaseException:
+                with self._buf_lock:
+                    for s in status:
+                        self._status.setdefault(s["sink"], s)
+                raise
+            self._checkpoint_if_due()
         return len(batch)
 
-    @staticmethod
-    def _write(conn: Any, batch: list[_Outcome], status: list[dict[str, Any]]) -> None:
-        by_op: dict[str, list[dict[str, Any]]] = {}
-        for o in batch:
-            by_op.setdefault(o.op, []).append({
-                "id": o.row_id, "at": o.at, "error": o.error, "next_at": o.next_at,
-                "detail": None if o.detail is None else dumps(o.detail),
-            })
-        sql = {
-            # 'done' is final: a late outcome of a re-claimed row never moves it back.
-            "done": "UPDATE outbox SET status = 'done', delivered_at = :at, delivery_detail = :detail, "
-                    "last_error = NULL WHERE id = :id AND status != 'done'",
-            "retry": "UPDATE outbox SET status = 'pending', next_attempt_at = :next_at, last_error = :error "
-                     "WHERE id = :id AND status = 'in_flight'",
-            "dead": "UPDATE outbox SET status = 'dead', last_error = :error, next_attempt_at = :at "
-                    "WHERE id = :id AND status = 'in_flight'",
-            "release": "UPDATE outbox SET status = 'pending', next_attempt_at = :at, "
-                       "attempts = MAX(attempts - 1, 0) WHERE id = :id AND status = 'in_flight'",
-        }
-        for op in ("done", "retry", "dead", "release"):
-            if op in by_op:
-                conn.execute(text(sql[op]), by_op[op])
-        if status:
-            conn.execute(text(
-                "INSERT INTO sink_status (sink, state, last_error, last_success_at, updated_at, detail) "
-                "VALUES (:sink, :state, :last_error, :last_success_at, :updated_at, :detail) "
-                "ON CONFLICT(sink) DO UPDATE SET state = excluded.state, last_error = excluded.last_error, "
-                "last_success_at = COALESCE(excluded.last_success_at, sink_status.last_success_at), "
-                "updated_at = excluded.updated_at, detail = excluded.detail"), status)
+    def _checkpoint_if_due(self) -> None:
+        """Copy the WAL into the database ourselves, at most once a second (PASSIVE: it
+        never blocks a writer). SQLite runs an automatic checkpoint inside whichever commit
+        takes the WAL past 1,000 pages, and most of those pages are this process's
+        bookkeeping; without this, now and then the station's own commit would pay for
+        copying and fsyncing them. Kept short, the WAL restarts before it gets there."""
+        now = time.monotonic()
+        if now - self._checkpointed_at < CHECKPOINT_EVERY_S:
+            return
+        self._checkpointed_at = now
+        with self._write_lock:
+            raw = self.writer.raw_connection()
+            try:
+                raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").close()
+            finally:
+                raw.close()
+
+    def _write_one(self, sql: str, params: dict[str, Any]) -> None:
+        """One statement as its own transaction (the driver is in autocommit mode).
+
+        Not ``BEGIN IMMEDIATE ... COMMIT``: between those calls this thread gives up the
+        GIL, and with a dozen upload threads getting it back can take several switch
+        intervals, all with the station's write lock held (its commits queue behind it).
+        A single statement takes the lock, writes and commits inside one sqlite3 call
+        that does not need the GIL; it is atomic on its own.
+        """
+        with self._write_lock:
+            raw = self.writer.raw_connection()
+            try:
+                raw.driver_connection.execute(sql, params).close()
+            finally:
+                raw.close()
+            self.commits += 1
 
     # --- dead letters -----------------------------------------------------------------
     def retry_dead(self, sink: str | None = None, actor: str = "sync") -> int:

@@ -1,6 +1,6 @@
 """What the throughput work batches must keep exact: outcomes marked done in batches (a
-crash between "sent" and "marked" re-sends, and the re-send is recognised), alerts sent
-ten to a ``PublishBatch`` (each entry still has its own outcome), claims in batches."""
+crash between "sent" and "marked" re-sends, and the re-send is recognised), alerts to a
+FIFO topic sent ten to a ``PublishBatch`` (each entry still has its own outcome)."""
 from __future__ import annotations
 
 import json
@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 
 from sync_helpers import (
+    AwsRig,
     assert_exactly_once,
     full_config,
+    next_name,
     record_inspections,
     running_sync,
     sync_config,
@@ -109,14 +111,43 @@ def _client_via(proxy: FaultProxy):
                                      secret_key_env="LS_TEST_MOTO_SECRET", max_attempts=1))
 
 
-def test_alerts_drain_in_batches_once_each(tmp_path, s3_server, bucket, rig):
-    """Through the engine: 24 alerts (of 40 inspections) go out in PublishBatch requests,
-    fewer requests than alerts, each alert exactly once, each row done with its message id."""
+class FifoRig(AwsRig):
+    def messages(self, queue: str = "all") -> list[dict]:
+        """Every message, each deleted once read: a FIFO queue hands out no more of a
+        message group while one of it is in flight."""
+        sqs = self.moto.client("sqs")
+        out: list[dict] = []
+        while True:
+            got = sqs.receive_message(QueueUrl=self.queues[queue], MaxNumberOfMessages=10,
+                                      WaitTimeSeconds=0).get("Messages", [])
+            if not got:
+                return out
+            out += got
+            sqs.delete_message_batch(QueueUrl=self.queues[queue], Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)])
+
+
+def _fifo_rig(rig: AwsRig) -> AwsRig:
+    """The rig's state machine with a FIFO topic and a FIFO queue for every alert."""
+    sns, sqs = rig.moto.client("sns"), rig.moto.client("sqs")
+    n = next_name()
+    topic = sns.create_topic(Name=f"alerts-{n}.fifo", Attributes={"FifoTopic": "true"})["TopicArn"]
+    url = sqs.create_queue(QueueName=f"q{n}-all.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+    return FifoRig(rig.moto, topic, {"all": url}, rig.state_machine_arn)
+
+
+def test_alerts_to_a_fifo_topic_drain_in_batches_once_each(tmp_path, s3_server, bucket, rig):
+    """Through the engine: 24 alerts (of 40 inspections) to a FIFO topic go out in
+    PublishBatch requests, fewer requests than alerts, each alert exactly once, each row
+    done with its message id. (A standard topic gets one alert a request, see SnsSink.)"""
     data = tmp_path / "data"
     record_inspections(data, 40)
+    fifo = _fifo_rig(rig)
     proxy = FaultProxy(rig.moto.port).start()
     try:
-        with running_sync(full_config(s3_server, bucket, rig, sns_url=proxy.endpoint_url), data):
+        with running_sync(full_config(s3_server, bucket, fifo, sns_url=proxy.endpoint_url), data):
             wait_drained(data)
     finally:
         proxy.stop()
@@ -124,4 +155,4 @@ def test_alerts_drain_in_batches_once_each(tmp_path, s3_server, bucket, rig):
     assert len(alerts) == 24
     assert all(json.loads(r["delivery_detail"])["message_id"] for r in alerts)
     assert proxy.forwarded < len(alerts)
-    assert_exactly_once(data, s3_server, bucket, rig)
+    assert_exactly_once(data, s3_server, bucket, fifo)

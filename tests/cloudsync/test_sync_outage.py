@@ -98,7 +98,9 @@ def test_http_500s_and_throttling_are_retried_until_delivered(tmp_path, s3_serve
     try:
         s3_link.plan(16, HTTP_500)  # more in a row than the SDK's own retry absorbs
         sfn_link.fail_every(2, SFN_THROTTLED)
-        sns_link.fail_every(2, SNS_THROTTLED)
+        # Alerts go ten to a PublishBatch: a few requests only, so throttle the first ones
+        # (more in a row than the SDK's own retries absorb: the engine must retry them).
+        sns_link.plan(4, SNS_THROTTLED)
         data = tmp_path / "data"
         record_inspections(data, 15)
         cfg = full_config(s3_server, bucket, rig, s3_url=s3_link.endpoint_url, moto_url=sfn_link.endpoint_url,
