@@ -244,25 +244,25 @@ def run_batch(opts: BatchOptions, stop: threading.Event | None = None) -> BatchR
     output.write_json(summary_key(run_id), merged)
     result = BatchResult(run_id, opts.shard, str(out_loc), summary, merged, interrupted=stop.is_set(), failed=failed)
     if opts.report and opts.shards == 1 and complete:
-        result.report = _write_report(output, run_id, model, merged, opts)
+        result.report = _write_report(output, run_id, model, merged, opts, s3)
     _print_summary(opts, summary, merged, output)
     return result
 
 
-def _write_report(output: RunOutput, run_id: str, model, merged: dict[str, Any], opts: BatchOptions) -> str | None:
-    """The HTML shift / lot report next to the results (part of the batch package when present)."""
-    try:
-        from station.batch.report import detector_heatmaps, write_report
-    except ImportError:  # pragma: no cover - the report module ships with the package
-        return None
+def _write_report(output: RunOutput, run_id: str, model, merged: dict[str, Any], opts: BatchOptions,
+                  s3: S3Access) -> str | None:
+    """The HTML shift / lot report next to the results; ``s3`` reads ``s3://`` input images
+    for the worst items (an S3 input with a local output still shows its images)."""
     from station.batch.ledger import read_rows
+    from station.batch.merge import image_loader
+    from station.batch.report import detector_heatmaps, write_report
 
     rows = (row for path in shard_files(output.root, run_id, 0) for row in read_rows(path))
     key = report_key(run_id)
     try:
         path = write_report(rows, (output.root / key).parent, title=f"Batch {run_id}",
                             metadata={"run_id": run_id, "model": model.model_id, "inputs": merged.get("inputs")},
-                            heatmap_for=detector_heatmaps(model.load()))
+                            load_image=image_loader(s3), heatmap_for=detector_heatmaps(model.load()))
         output.upload_file(key, "text/html")
     except Exception as exc:  # the results are written; a report problem must not hide them
         log.exception("report failed")

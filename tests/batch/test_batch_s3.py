@@ -51,6 +51,9 @@ def test_s3_prefix_in_and_results_out(tmp_path, station_data, recorded_images, s
     for key in ("audits/summary/run=s3run/shard=0.json", "audits/summary/run=s3run/run.json",
                 "audits/reports/run=s3run/report.html"):
         assert key in keys
+    # the report's worst items show the S3 input images themselves
+    report = c.get_object(Bucket=s3.bucket, Key="audits/reports/run=s3run/report.html")["Body"].read().decode()
+    assert "data:image/png;base64," in report and "image not available" not in report
 
     # a resumed run on a machine without the staging dir fetches the shard's results first
     # and inspects nothing again
