@@ -8,7 +8,7 @@ What the submitter does, in order, so that nothing is submitted that cannot run:
    same model is there; :mod:`station.batch.model_uri`);
 3. submits the array job: ``arrayProperties.size = N``, each child running
    ``linestation batch INPUTS --model s3://... --out s3://.../runs/<run_id>/ --shards N
-   --run-id <run_id> --date D`` and taking its shard from ``AWS_BATCH_JOB_ARRAY_INDEX``
+   --run-id <run_id> --date D --resume`` (a retried child carries on from its last upload) and taking its shard from ``AWS_BATCH_JOB_ARRAY_INDEX``
    (one shard: a plain job, as Batch arrays need 2..10000 children);
 4. submits the merge job, ``dependsOn`` the array job *without* a type: SEQUENTIAL and
    N_TO_N chain the children of two array jobs; a plain job that depends on an array job
@@ -140,8 +140,10 @@ def plan_submission(inputs: list[str], model: str, *, out_base: str, data_dir: P
     out_uri = run_uri(out_base, run_id)
     date = date or datetime.now(timezone.utc).strftime("%Y-%m-%d")
     endpoint = ["--s3-endpoint", s3_endpoint] if s3_endpoint else []
+    # --resume: an AWS Batch retry (RetryStrategy) is a fresh container with empty staging; it
+    # fetches the shard's uploaded results and inspects only the rest instead of starting over
     child = ["batch", *inputs, "--model", model_uri, "--out", out_uri, "--shards", str(n), "--run-id", run_id,
-             "--date", date, "--no-report", *endpoint, *(child_options or [])]
+             "--date", date, "--resume", "--no-report", *endpoint, *(child_options or [])]
     merge = ["batch-merge", out_uri, "--run-id", run_id, "--model", model_uri, *endpoint]
     env = {"LINESTATION_RUN_ID": run_id, "LINESTATION_BATCH_OUT": out_uri}
     return SubmitPlan(run_id, list(inputs), len(items), n, model_uri, uploaded, out_uri, date, child, merge, env)

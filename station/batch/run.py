@@ -170,14 +170,16 @@ def run_batch(opts: BatchOptions, stop: threading.Event | None = None) -> BatchR
                          f"a different count would move images between shards")
     date = opts.date or manifest["date"]
 
-    if opts.resume:
-        fetched = output.fetch_shard(run_id, opts.shard)
-        if fetched:
-            _say(opts, f"fetched {fetched} result file(s) of shard {opts.shard} from {out_loc}")
+    # S3 outputs: fetch the shard's uploaded results first, resume or not, so that a re-run
+    # on another machine (no staging) sees them and is refused instead of overwriting them
+    fetched = output.fetch_shard(run_id, opts.shard)
+    if fetched:
+        _say(opts, f"fetched {fetched} result file(s) of shard {opts.shard} from {out_loc}")
     done, repairs = load_done(output.root, run_id, opts.shard)
     if done and not opts.resume:
         raise BatchError(f"run {run_id} shard {opts.shard} already has {len(done)} result(s) in "
-                         f"{output.root}; pass --resume to continue it, or a new --run-id")
+                         f"{out_loc if out_loc.is_s3 else output.root}; pass --resume to continue it, "
+                         f"or a new --run-id")
     for r in repairs:
         _say(opts, f"repaired {r.path.name}: cut a torn last line ({r.dropped_bytes} bytes)")
     pending = [i for i in mine if i.image_id not in done]
