@@ -26,6 +26,7 @@ import argparse
 import math
 import re
 import secrets
+import shlex
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -194,7 +195,10 @@ def follow_text(done: Submitted) -> str:
     if p.shards > 1:
         lines.append(f"  aws batch list-jobs --array-job-id {done.array_job_id} --job-status FAILED")
     lines += ["  aws logs tail /linestation/batch --follow",
-              f"results: {p.out_uri}  (summary/run={p.run_id}/summary.json, reports/run={p.run_id}/report.html)"]
+              f"results: {p.out_uri}  (summary/run={p.run_id}/summary.json, reports/run={p.run_id}/report.html)",
+              # a dependent job goes FAILED when a dependency fails: the merge never runs then
+              "if a shard fails (after its retry), the merge job fails too; merge what was written with:",
+              f"  linestation {shlex.join(p.merge_command)}"]
     return "\n".join(lines)
 
 

@@ -102,6 +102,7 @@ def test_submit_array_and_merge_jobs_then_run_them_like_fargate(
     merge_id = re.search(r"merge job:\s+(\S+)", printed).group(1)
     run_id = re.search(r"^run (\S+):", printed, re.M).group(1)
     assert f"aws batch describe-jobs --jobs {array_id} {merge_id}" in printed
+    assert f"linestation batch-merge s3://{s3.bucket}/batch/runs/{run_id}/ --run-id {run_id}" in printed
 
     # the model went up once, as the registry wrote it
     ref = resolve_model("active", station_data)
