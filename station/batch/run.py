@@ -29,7 +29,7 @@ from station.batch.models import ModelChoiceError, ProfileRef, latest_profile, p
 from station.batch.output import RunOutput
 from station.batch.progress import ProgressLine
 from station.batch.rows import utc_now_iso
-from station.batch.s3io import S3Access
+from station.batch.s3io import S3Access, S3AccessError
 from station.batch.summary import format_matrix, merge, summarize
 from station.batch.workers import WorkerFailed, WorkerPool, WorkerSpec, run_in_process
 
@@ -66,6 +66,7 @@ class BatchOptions:
     s3: AwsEndpoint | None = None
     report: bool = True
     stderr: TextIO | None = None
+    upload_every_s: float = UPLOAD_EVERY_S  # S3 outputs: periodic upload of the shard's results
 
 
 @dataclass
@@ -203,9 +204,13 @@ def run_batch(opts: BatchOptions, stop: threading.Event | None = None) -> BatchR
         new_rows.append({k: row.get(k) for k in ("image_id", "image", "part_id", "decision", "error", "score",
                                                  "confidence", "spec_checked", "line_decision", "inspection_id")})
         progress.update(error=bool(row.get("error")))
-        if out_loc.is_s3 and time.monotonic() - last_upload > UPLOAD_EVERY_S:
+        if out_loc.is_s3 and time.monotonic() - last_upload > opts.upload_every_s:
             writer.sync()
-            output.upload_shard(run_id, opts.shard)
+            try:
+                output.upload_shard(run_id, opts.shard)
+            except S3AccessError as exc:  # the rows are on disk; the next interval tries again
+                log.warning("periodic upload failed: %s", exc)
+                _say(opts, f"upload failed, retrying in {opts.upload_every_s:.0f} s: {exc}")
             last_upload = time.monotonic()
 
     failed = None
@@ -240,10 +245,15 @@ def run_batch(opts: BatchOptions, stop: threading.Event | None = None) -> BatchR
         started_at=started_at, finished_at=utc_now_iso(),
         result_files=[p.relative_to(output.root).as_posix() for p in shard_files(output.root, run_id, opts.shard)],
     )
-    output.upload_shard(run_id, opts.shard)
-    output.write_json(shard_summary_key(run_id, opts.shard), summary)
-    merged = merge(output.shard_summaries(run_id) or [summary])
-    output.write_json(summary_key(run_id), merged)
+    try:  # the final upload must succeed: without it S3 lacks rows the summary counts
+        output.upload_shard(run_id, opts.shard)
+        output.write_json(shard_summary_key(run_id, opts.shard), summary)
+        merged = merge(output.shard_summaries(run_id) or [summary])
+        output.write_json(summary_key(run_id), merged)
+    except S3AccessError as exc:
+        raise BatchError(f"run {run_id} shard {opts.shard}: the results are written in {output.root} but the "
+                         f"upload to {out_loc} failed ({exc}); run the same command with --resume "
+                         f"--run-id {run_id} to upload them") from exc
     result = BatchResult(run_id, opts.shard, str(out_loc), summary, merged, interrupted=stop.is_set(), failed=failed)
     if opts.report and opts.shards == 1 and complete:
         result.report = _write_report(output, run_id, model, merged, opts, s3)

@@ -162,6 +162,10 @@ def run(args: argparse.Namespace, data_dir: Path) -> int:
     except (BatchError, InputError, ModelChoiceError, LayoutError, LedgerError, S3AccessError) as exc:
         print(f"linestation batch: {exc}", file=sys.stderr)
         return EXIT_FAIL
+    except OSError as exc:  # the result writer (disk full, permissions): the rows already written are kept
+        print(f"linestation batch: cannot write the results: {exc}; free space or fix the output, "
+              f"then run again with --resume", file=sys.stderr)
+        return EXIT_FAIL
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
