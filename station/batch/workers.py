@@ -124,7 +124,10 @@ def _s3_for(spec: WorkerSpec):
 
 def worker_main(spec: WorkerSpec, tasks: Any, results: Any) -> None:
     """Entry point of a worker process: rows out until the task queue says stop."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    # the parent decides when to stop: Ctrl-C and a process-group SIGTERM (docker stop, AWS
+    # Batch, systemd, kill -- -PGID) reach the workers too, which must finish their images
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     import cv2
 
     cv2.setNumThreads(spec.threads)
@@ -230,8 +233,8 @@ class WorkerPool:
         deadline = time.monotonic() + 10
         for p in self.procs:
             p.join(max(0.1, deadline - time.monotonic()))
-            if p.is_alive():
-                p.terminate()
+            if p.is_alive():  # workers ignore SIGTERM: a hung one is killed
+                p.kill()
                 p.join(2)
         self.tasks.close()
         self.results.close()
