@@ -196,13 +196,15 @@ def run_batch(opts: BatchOptions, stop: threading.Event | None = None) -> BatchR
     writer = ResultWriter(output.root, run_id, opts.shard, date)
     progress = ProgressLine(len(mine), stream=opts.stderr, already=len(mine) - len(pending))
     new_rows: list[dict[str, Any]] = []
-    last_upload = time.monotonic()
+    row_done_at: list[float] = []  # perf_counter per new row: the after-start rate counts only
+    last_upload = time.monotonic()  # rows finished once every worker was ready
 
     def emit(row: dict[str, Any]) -> None:
         nonlocal last_upload
         writer.write(row)
         new_rows.append({k: row.get(k) for k in ("image_id", "image", "part_id", "decision", "error", "score",
                                                  "confidence", "spec_checked", "line_decision", "inspection_id")})
+        row_done_at.append(time.perf_counter())
         progress.update(error=bool(row.get("error")))
         if out_loc.is_s3 and time.monotonic() - last_upload > opts.upload_every_s:
             writer.sync()
@@ -232,6 +234,9 @@ def run_batch(opts: BatchOptions, stop: threading.Event | None = None) -> BatchR
         progress.finish()
     elapsed = time.perf_counter() - t0
     busy = time.perf_counter() - (rate_from or t0)
+    # a worker that loaded its model first inspects while the others still load: those rows
+    # would flatter a rate timed from "all ready", so they are left out of it
+    after_start = sum(1 for t in row_done_at if t >= (rate_from or t0))
     all_rows = list(done.values()) + new_rows
     complete = failed is None and not stop.is_set() and len(all_rows) >= len(mine)
     summary = summarize(
@@ -241,7 +246,7 @@ def run_batch(opts: BatchOptions, stop: threading.Event | None = None) -> BatchR
         spec_profiles={r: (p.identity if p else None) for r, p in profiles.items()},
         workers=opts.workers, threads=opts.threads, elapsed_s=round(elapsed, 3),
         images_per_s=round(len(new_rows) / elapsed, 3) if elapsed > 0 else None,
-        images_per_s_after_start=round(len(new_rows) / busy, 3) if busy > 0 and new_rows else None,
+        images_per_s_after_start=round(after_start / busy, 3) if busy > 0 and after_start else None,
         started_at=started_at, finished_at=utc_now_iso(),
         result_files=[p.relative_to(output.root).as_posix() for p in shard_files(output.root, run_id, opts.shard)],
     )
