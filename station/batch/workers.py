@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from station.aws_client import AwsEndpoint
-from station.batch.engine import BatchInspector, ReadError, decode_image, image_info
+from station.batch.engine import BatchInspector, ReadError, image_info
 from station.batch.inputs import ImageItem
 from station.batch.models import ModelRef, ProfileRef, use_threads
 from station.batch.rows import error_row
 from station.capture.base import CaptureError
+from station.capture.image_files import decode_image
 from station.inspect.decide import DecisionPolicy
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ def load_item(item: ImageItem, s3) -> tuple[Any, dict[str, Any] | None]:
     except Exception as exc:  # OSError, S3AccessError: the row says so, the run goes on
         return ReadError(f"{item.uri}: {exc}"), None
     try:
-        image = decode_image(data, item.uri)
+        image, _ = decode_image(data, item.uri)  # the replay camera's checks (truncation too)
     except CaptureError as exc:
         return exc, {"bytes": len(data)}
     return image, image_info(image, len(data))
