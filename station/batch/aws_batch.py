@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import math
 import re
-import secrets
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from typing import Any
 
 from station.aws_client import AwsEndpoint, client, describe_error
 from station.batch.inputs import collect
-from station.batch.layout import LayoutError, check_run_id, split_s3_uri
+from station.batch.layout import LayoutError, check_run_id, new_run_id, split_s3_uri
 from station.batch.model_uri import ModelUriError, is_model_uri, parse_model_uri, resolve_model_uri, upload_model
 from station.batch.models import ModelChoiceError, resolve_model
 from station.batch.s3io import S3Access, S3AccessError
@@ -77,10 +76,6 @@ class Submitted:
     plan: SubmitPlan
     array_job_id: str
     merge_job_id: str
-
-
-def new_run_id() -> str:
-    return f"batch-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
 def shard_count(images: int, requested: int | None, images_per_shard: int) -> int:

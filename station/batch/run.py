@@ -9,8 +9,6 @@ a partial summary and returns; killed (SIGKILL, crash), the rows on disk are the
 from __future__ import annotations
 
 import logging
-import os
-import secrets
 import sys
 import threading
 import time
@@ -22,7 +20,15 @@ from typing import Any, TextIO
 from station.aws_client import AwsEndpoint
 from station.batch import inputs as inputs_mod
 from station.batch.inputs import ImageItem, InputError, RecordQuery
-from station.batch.layout import OutLocation, check_date, check_run_id, report_key, shard_summary_key, summary_key
+from station.batch.layout import (
+    OutLocation,
+    check_date,
+    check_run_id,
+    new_run_id,
+    report_key,
+    shard_summary_key,
+    summary_key,
+)
 from station.batch.ledger import ResultWriter, load_done, shard_files
 from station.batch.model_uri import local_model_spec
 from station.batch.models import ModelChoiceError, ProfileRef, latest_profile, parse_profile, resolve_model
@@ -83,13 +89,6 @@ class BatchResult:
     @property
     def exit_code(self) -> int:
         return 1 if self.failed else 130 if self.interrupted else 0
-
-
-def new_run_id() -> str:
-    job = os.environ.get("AWS_BATCH_JOB_ID", "")
-    if job:  # every child of an AWS Batch array job shares the parent's id ("<id>:<index>")
-        return check_run_id(job.split(":", 1)[0])
-    return f"batch-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
 def _say(opts: BatchOptions, msg: str) -> None:
