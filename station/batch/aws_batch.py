@@ -8,7 +8,7 @@ What the submitter does, in order, so that nothing is submitted that cannot run:
    same model is there; :mod:`station.batch.model_uri`);
 3. submits the array job: ``arrayProperties.size = N``, each child running
    ``linestation batch INPUTS --model s3://... --out s3://.../runs/<run_id>/ --shards N
-   --run-id <run_id> --date D`` and taking its shard from ``AWS_BATCH_JOB_ARRAY_INDEX``
+   --run-id <run_id> --date D --resume`` (a retried child carries on from its last upload) and taking its shard from ``AWS_BATCH_JOB_ARRAY_INDEX``
    (one shard: a plain job, as Batch arrays need 2..10000 children);
 4. submits the merge job, ``dependsOn`` the array job *without* a type: SEQUENTIAL and
    N_TO_N chain the children of two array jobs; a plain job that depends on an array job
@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
-import secrets
+import shlex
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -34,7 +34,7 @@ from typing import Any
 
 from station.aws_client import AwsEndpoint, client, describe_error
 from station.batch.inputs import collect
-from station.batch.layout import LayoutError, check_run_id, split_s3_uri
+from station.batch.layout import LayoutError, check_run_id, new_run_id, split_s3_uri
 from station.batch.model_uri import ModelUriError, is_model_uri, parse_model_uri, resolve_model_uri, upload_model
 from station.batch.models import ModelChoiceError, resolve_model
 from station.batch.s3io import S3Access, S3AccessError
@@ -76,10 +76,6 @@ class Submitted:
     plan: SubmitPlan
     array_job_id: str
     merge_job_id: str
-
-
-def new_run_id() -> str:
-    return f"batch-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
 def shard_count(images: int, requested: int | None, images_per_shard: int) -> int:
@@ -140,8 +136,10 @@ def plan_submission(inputs: list[str], model: str, *, out_base: str, data_dir: P
     out_uri = run_uri(out_base, run_id)
     date = date or datetime.now(timezone.utc).strftime("%Y-%m-%d")
     endpoint = ["--s3-endpoint", s3_endpoint] if s3_endpoint else []
+    # --resume: an AWS Batch retry (RetryStrategy) is a fresh container with empty staging; it
+    # fetches the shard's uploaded results and inspects only the rest instead of starting over
     child = ["batch", *inputs, "--model", model_uri, "--out", out_uri, "--shards", str(n), "--run-id", run_id,
-             "--date", date, "--no-report", *endpoint, *(child_options or [])]
+             "--date", date, "--resume", "--no-report", *endpoint, *(child_options or [])]
     merge = ["batch-merge", out_uri, "--run-id", run_id, "--model", model_uri, *endpoint]
     env = {"LINESTATION_RUN_ID": run_id, "LINESTATION_BATCH_OUT": out_uri}
     return SubmitPlan(run_id, list(inputs), len(items), n, model_uri, uploaded, out_uri, date, child, merge, env)
@@ -192,7 +190,10 @@ def follow_text(done: Submitted) -> str:
     if p.shards > 1:
         lines.append(f"  aws batch list-jobs --array-job-id {done.array_job_id} --job-status FAILED")
     lines += ["  aws logs tail /linestation/batch --follow",
-              f"results: {p.out_uri}  (summary/run={p.run_id}/summary.json, reports/run={p.run_id}/report.html)"]
+              f"results: {p.out_uri}  (summary/run={p.run_id}/summary.json, reports/run={p.run_id}/report.html)",
+              # a dependent job goes FAILED when a dependency fails: the merge never runs then
+              "if a shard fails (after its retry), the merge job fails too; merge what was written with:",
+              f"  linestation {shlex.join(p.merge_command)}"]
     return "\n".join(lines)
 
 

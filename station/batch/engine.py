@@ -15,14 +15,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import cv2
 import numpy as np
 
 from calibration.profile import CalibrationProfile
 from calibration.spec import ProfileSpecChecker, SpecInputError
 from station.batch.rows import error_row, row_from_outcome
 from station.capture.base import (
-    BadImage,
     CameraDriver,
     CameraInfo,
     CaptureError,
@@ -43,28 +41,6 @@ class ReadError(CaptureError):
     """The image file / object could not be read (gone, no permission, S3 error)."""
 
     kind = "read_error"
-
-
-def decode_image(data: bytes, name: str) -> np.ndarray:
-    """Decode PNG / TIFF / BMP / JPEG bytes to a uint8 or uint16 HxW or HxWx3 array.
-
-    Raises :class:`BadImage` with the reason for empty, corrupt, truncated or unsupported
-    files (cv2 returns None for those; a truncated PNG fails its CRC / zlib stream).
-    """
-    if not data:
-        raise BadImage(f"{name}: empty file")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if image is None or image.size == 0:
-        raise BadImage(f"{name}: not a readable image (corrupt, truncated or unsupported format)")
-    if image.dtype not in (np.uint8, np.uint16):
-        raise BadImage(f"{name}: {image.dtype} pixels; LineStation inspects 8- and 16-bit images")
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    elif image.ndim == 3 and image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    elif image.ndim != 2 and not (image.ndim == 3 and image.shape[2] == 3):
-        raise BadImage(f"{name}: unsupported image shape {image.shape}")
-    return np.ascontiguousarray(image)
 
 
 def image_info(image: np.ndarray, nbytes: int) -> dict[str, Any]:

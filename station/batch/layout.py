@@ -15,8 +15,11 @@ writes one partition). Partition values are sanitised: a value can never add a p
 """
 from __future__ import annotations
 
+import os
 import re
+import secrets
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 RESULTS_DIR = "results"
@@ -41,6 +44,15 @@ def check_run_id(run_id: str) -> str:
         raise LayoutError(f"run id {run_id!r} must be letters, digits, '.', '_' and single '-' "
                           f"between them (at most 100 characters)")
     return run_id
+
+
+def new_run_id() -> str:
+    """A fresh run id; in an AWS Batch job without ``--run-id``, the job's id, which every
+    child of an array job shares (``AWS_BATCH_JOB_ID`` is ``<id>:<index>`` there)."""
+    job = os.environ.get("AWS_BATCH_JOB_ID", "")
+    if job:
+        return check_run_id(job.split(":", 1)[0])
+    return f"batch-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
 def check_date(date: str) -> str:

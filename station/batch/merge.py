@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from station.batch.engine import decode_image
 from station.batch.layout import (
     RESULTS_DIR,
     SUMMARY_DIR,
@@ -38,6 +37,7 @@ from station.batch.output import RunOutput
 from station.batch.report import HeatmapFn, detector_heatmaps, local_image_loader, write_report
 from station.batch.s3io import S3Access
 from station.batch.summary import merge
+from station.capture.image_files import decode_image
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def image_loader(s3: S3Access | None):
             if s3 is None:
                 return None
             bucket, key = split_s3_uri(uri)
-            return decode_image(s3.get(bucket, key), uri)
+            return decode_image(s3.get(bucket, key), uri)[0]
         return local_image_loader(uri)
     return load
 

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from station.batch.rows import DECISIONS
+from station.batch.rows import DECISIONS, yield_fraction
 
 NO_LOT = "(no lot)"
 ERROR_ROWS_KEPT = 50  # rows listed in the report; the count covers all (a run may have 10^5 errors)
@@ -83,8 +83,8 @@ class ReportData:
 
 
 def yield_pct(counts: dict[str, int]) -> float | None:
-    decided = counts.get("pass", 0) + counts.get("reject", 0)
-    return 100.0 * counts.get("pass", 0) / decided if decided else None
+    y = yield_fraction(counts)
+    return None if y is None else 100.0 * y
 
 
 def pareto(counter: Counter) -> list[ParetoBar]:

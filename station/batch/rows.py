@@ -24,6 +24,12 @@ ROW_COLUMNS = FLAT_COLUMNS + NESTED_COLUMNS
 DECISIONS = ("pass", "reject", "review", "check_capture")
 
 
+def yield_fraction(counts: dict[str, int]) -> float | None:
+    """pass / (pass + reject): review and check_capture are not decided yet; None without any."""
+    decided = counts.get("pass", 0) + counts.get("reject", 0)
+    return counts.get("pass", 0) / decided if decided else None
+
+
 def utc_now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

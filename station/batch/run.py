@@ -9,8 +9,6 @@ a partial summary and returns; killed (SIGKILL, crash), the rows on disk are the
 from __future__ import annotations
 
 import logging
-import os
-import secrets
 import sys
 import threading
 import time
@@ -22,14 +20,22 @@ from typing import Any, TextIO
 from station.aws_client import AwsEndpoint
 from station.batch import inputs as inputs_mod
 from station.batch.inputs import ImageItem, InputError, RecordQuery
-from station.batch.layout import OutLocation, check_date, check_run_id, report_key, shard_summary_key, summary_key
+from station.batch.layout import (
+    OutLocation,
+    check_date,
+    check_run_id,
+    new_run_id,
+    report_key,
+    shard_summary_key,
+    summary_key,
+)
 from station.batch.ledger import ResultWriter, load_done, shard_files
 from station.batch.model_uri import local_model_spec
 from station.batch.models import ModelChoiceError, ProfileRef, latest_profile, parse_profile, resolve_model
 from station.batch.output import RunOutput
 from station.batch.progress import ProgressLine
 from station.batch.rows import utc_now_iso
-from station.batch.s3io import S3Access
+from station.batch.s3io import S3Access, S3AccessError
 from station.batch.summary import format_matrix, merge, summarize
 from station.batch.workers import WorkerFailed, WorkerPool, WorkerSpec, run_in_process
 
@@ -66,6 +72,7 @@ class BatchOptions:
     s3: AwsEndpoint | None = None
     report: bool = True
     stderr: TextIO | None = None
+    upload_every_s: float = UPLOAD_EVERY_S  # S3 outputs: periodic upload of the shard's results
 
 
 @dataclass
@@ -82,13 +89,6 @@ class BatchResult:
     @property
     def exit_code(self) -> int:
         return 1 if self.failed else 130 if self.interrupted else 0
-
-
-def new_run_id() -> str:
-    job = os.environ.get("AWS_BATCH_JOB_ID", "")
-    if job:  # every child of an AWS Batch array job shares the parent's id ("<id>:<index>")
-        return check_run_id(job.split(":", 1)[0])
-    return f"batch-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
 def _say(opts: BatchOptions, msg: str) -> None:
@@ -170,14 +170,16 @@ def run_batch(opts: BatchOptions, stop: threading.Event | None = None) -> BatchR
                          f"a different count would move images between shards")
     date = opts.date or manifest["date"]
 
-    if opts.resume:
-        fetched = output.fetch_shard(run_id, opts.shard)
-        if fetched:
-            _say(opts, f"fetched {fetched} result file(s) of shard {opts.shard} from {out_loc}")
+    # S3 outputs: fetch the shard's uploaded results first, resume or not, so that a re-run
+    # on another machine (no staging) sees them and is refused instead of overwriting them
+    fetched = output.fetch_shard(run_id, opts.shard)
+    if fetched:
+        _say(opts, f"fetched {fetched} result file(s) of shard {opts.shard} from {out_loc}")
     done, repairs = load_done(output.root, run_id, opts.shard)
     if done and not opts.resume:
         raise BatchError(f"run {run_id} shard {opts.shard} already has {len(done)} result(s) in "
-                         f"{output.root}; pass --resume to continue it, or a new --run-id")
+                         f"{out_loc if out_loc.is_s3 else output.root}; pass --resume to continue it, "
+                         f"or a new --run-id")
     for r in repairs:
         _say(opts, f"repaired {r.path.name}: cut a torn last line ({r.dropped_bytes} bytes)")
     pending = [i for i in mine if i.image_id not in done]
@@ -193,17 +195,23 @@ def run_batch(opts: BatchOptions, stop: threading.Event | None = None) -> BatchR
     writer = ResultWriter(output.root, run_id, opts.shard, date)
     progress = ProgressLine(len(mine), stream=opts.stderr, already=len(mine) - len(pending))
     new_rows: list[dict[str, Any]] = []
-    last_upload = time.monotonic()
+    row_done_at: list[float] = []  # perf_counter per new row: the after-start rate counts only
+    last_upload = time.monotonic()  # rows finished once every worker was ready
 
     def emit(row: dict[str, Any]) -> None:
         nonlocal last_upload
         writer.write(row)
         new_rows.append({k: row.get(k) for k in ("image_id", "image", "part_id", "decision", "error", "score",
                                                  "confidence", "spec_checked", "line_decision", "inspection_id")})
+        row_done_at.append(time.perf_counter())
         progress.update(error=bool(row.get("error")))
-        if out_loc.is_s3 and time.monotonic() - last_upload > UPLOAD_EVERY_S:
+        if out_loc.is_s3 and time.monotonic() - last_upload > opts.upload_every_s:
             writer.sync()
-            output.upload_shard(run_id, opts.shard)
+            try:
+                output.upload_shard(run_id, opts.shard)
+            except S3AccessError as exc:  # the rows are on disk; the next interval tries again
+                log.warning("periodic upload failed: %s", exc)
+                _say(opts, f"upload failed, retrying in {opts.upload_every_s:.0f} s: {exc}")
             last_upload = time.monotonic()
 
     failed = None
@@ -225,6 +233,9 @@ def run_batch(opts: BatchOptions, stop: threading.Event | None = None) -> BatchR
         progress.finish()
     elapsed = time.perf_counter() - t0
     busy = time.perf_counter() - (rate_from or t0)
+    # a worker that loaded its model first inspects while the others still load: those rows
+    # would flatter a rate timed from "all ready", so they are left out of it
+    after_start = sum(1 for t in row_done_at if t >= (rate_from or t0))
     all_rows = list(done.values()) + new_rows
     complete = failed is None and not stop.is_set() and len(all_rows) >= len(mine)
     summary = summarize(
@@ -234,14 +245,19 @@ def run_batch(opts: BatchOptions, stop: threading.Event | None = None) -> BatchR
         spec_profiles={r: (p.identity if p else None) for r, p in profiles.items()},
         workers=opts.workers, threads=opts.threads, elapsed_s=round(elapsed, 3),
         images_per_s=round(len(new_rows) / elapsed, 3) if elapsed > 0 else None,
-        images_per_s_after_start=round(len(new_rows) / busy, 3) if busy > 0 and new_rows else None,
+        images_per_s_after_start=round(after_start / busy, 3) if busy > 0 and after_start else None,
         started_at=started_at, finished_at=utc_now_iso(),
         result_files=[p.relative_to(output.root).as_posix() for p in shard_files(output.root, run_id, opts.shard)],
     )
-    output.upload_shard(run_id, opts.shard)
-    output.write_json(shard_summary_key(run_id, opts.shard), summary)
-    merged = merge(output.shard_summaries(run_id) or [summary])
-    output.write_json(summary_key(run_id), merged)
+    try:  # the final upload must succeed: without it S3 lacks rows the summary counts
+        output.upload_shard(run_id, opts.shard)
+        output.write_json(shard_summary_key(run_id, opts.shard), summary)
+        merged = merge(output.shard_summaries(run_id) or [summary])
+        output.write_json(summary_key(run_id), merged)
+    except S3AccessError as exc:
+        raise BatchError(f"run {run_id} shard {opts.shard}: the results are written in {output.root} but the "
+                         f"upload to {out_loc} failed ({exc}); run the same command with --resume "
+                         f"--run-id {run_id} to upload them") from exc
     result = BatchResult(run_id, opts.shard, str(out_loc), summary, merged, interrupted=stop.is_set(), failed=failed)
     if opts.report and opts.shards == 1 and complete:
         result.report = _write_report(output, run_id, model, merged, opts, s3)

@@ -5,14 +5,14 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from station.batch.rows import DECISIONS
+from station.batch.rows import DECISIONS, yield_fraction
 
 CHANGED_EXAMPLES = 50
 
 
 def _yield(counts: dict[str, int]) -> float | None:
-    decided = counts.get("pass", 0) + counts.get("reject", 0)
-    return round(counts.get("pass", 0) / decided, 6) if decided else None
+    y = yield_fraction(counts)
+    return None if y is None else round(y, 6)
 
 
 def compare_matrix(rows: Iterable[dict[str, Any]]) -> dict[str, Any] | None:

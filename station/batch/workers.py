@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from station.aws_client import AwsEndpoint
-from station.batch.engine import BatchInspector, ReadError, decode_image, image_info
+from station.batch.engine import BatchInspector, ReadError, image_info
 from station.batch.inputs import ImageItem
 from station.batch.models import ModelRef, ProfileRef, use_threads
 from station.batch.rows import error_row
 from station.capture.base import CaptureError
+from station.capture.image_files import decode_image
 from station.inspect.decide import DecisionPolicy
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ def load_item(item: ImageItem, s3) -> tuple[Any, dict[str, Any] | None]:
     except Exception as exc:  # OSError, S3AccessError: the row says so, the run goes on
         return ReadError(f"{item.uri}: {exc}"), None
     try:
-        image = decode_image(data, item.uri)
+        image, _ = decode_image(data, item.uri)  # the replay camera's checks (truncation too)
     except CaptureError as exc:
         return exc, {"bytes": len(data)}
     return image, image_info(image, len(data))
@@ -124,7 +125,10 @@ def _s3_for(spec: WorkerSpec):
 
 def worker_main(spec: WorkerSpec, tasks: Any, results: Any) -> None:
     """Entry point of a worker process: rows out until the task queue says stop."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    # the parent decides when to stop: Ctrl-C and a process-group SIGTERM (docker stop, AWS
+    # Batch, systemd, kill -- -PGID) reach the workers too, which must finish their images
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     import cv2
 
     cv2.setNumThreads(spec.threads)
@@ -230,8 +234,8 @@ class WorkerPool:
         deadline = time.monotonic() + 10
         for p in self.procs:
             p.join(max(0.1, deadline - time.monotonic()))
-            if p.is_alive():
-                p.terminate()
+            if p.is_alive():  # workers ignore SIGTERM: a hung one is killed
+                p.kill()
                 p.join(2)
         self.tasks.close()
         self.results.close()

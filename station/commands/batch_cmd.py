@@ -93,6 +93,7 @@ def _shard(args: argparse.Namespace) -> tuple[int, int]:
 def _options(args: argparse.Namespace, data_dir: Path):
     from station.aws_client import AwsEndpoint
     from station.batch.inputs import RecordQuery
+    from station.batch.rows import DECISIONS
     from station.batch.run import BatchOptions
 
     cfg = None
@@ -105,9 +106,9 @@ def _options(args: argparse.Namespace, data_dir: Path):
     if not use_record and (args.since or args.until or args.decision):
         raise ValueError("--since/--until/--decision filter the local record: add the INPUT 'record'")
     decisions = tuple(d.strip() for v in args.decision for d in v.split(",") if d.strip())
-    bad = [d for d in decisions if d not in ("pass", "reject", "review", "check_capture")]
+    bad = [d for d in decisions if d not in DECISIONS]
     if bad:
-        raise ValueError(f"--decision {bad[0]!r}: expected pass, reject, review or check_capture")
+        raise ValueError(f"--decision {bad[0]!r}: expected one of {', '.join(DECISIONS)}")
     query = RecordQuery(since=parse_since(args.since), until=parse_since(args.until), lot=args.lot,
                         recipe=args.recipe, decisions=decisions, station=args.station) if use_record else None
     s3cfg = cfg.sync.s3 if cfg is not None else None
@@ -161,6 +162,10 @@ def run(args: argparse.Namespace, data_dir: Path) -> int:
         result = run_batch(opts, stop)
     except (BatchError, InputError, ModelChoiceError, LayoutError, LedgerError, S3AccessError) as exc:
         print(f"linestation batch: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except OSError as exc:  # the result writer (disk full, permissions): the rows already written are kept
+        print(f"linestation batch: cannot write the results: {exc}; free space or fix the output, "
+              f"then run again with --resume", file=sys.stderr)
         return EXIT_FAIL
     finally:
         for s, h in previous.items():

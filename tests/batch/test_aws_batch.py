@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -101,6 +102,7 @@ def test_submit_array_and_merge_jobs_then_run_them_like_fargate(
     merge_id = re.search(r"merge job:\s+(\S+)", printed).group(1)
     run_id = re.search(r"^run (\S+):", printed, re.M).group(1)
     assert f"aws batch describe-jobs --jobs {array_id} {merge_id}" in printed
+    assert f"linestation batch-merge s3://{s3.bucket}/batch/runs/{run_id}/ --run-id {run_id}" in printed
 
     # the model went up once, as the registry wrote it
     ref = resolve_model("active", station_data)
@@ -223,3 +225,36 @@ def test_model_upload_is_idempotent_and_downloads_are_verified(tmp_path, station
         resolve_model_uri(f"s3://{s3.bucket}/verify/not-a-model/", tmp_path / "cache3", creds)
     with pytest.raises(ModelUriError, match="no model.json"):
         resolve_model_uri(f"s3://{s3.bucket}/verify/models/missing/1/", tmp_path / "cache3", creds)
+
+
+def test_retried_child_resumes_and_a_fresh_rerun_is_refused(tmp_path, station_data, recorded_images, s3, creds,
+                                                            capsys):
+    """AWS Batch retries a failed child in a fresh container (empty staging): it must carry
+    on from the shard's uploaded results, not inspect again and overwrite them; a re-run
+    without --resume on another machine is refused because the S3 results are seen."""
+    _upload_images(s3, copy_images(recorded_images[:4], tmp_path / "in"), "raw/retry")
+    plan = plan_submission([f"s3://{s3.bucket}/raw/retry/"], "active", out_base=f"s3://{s3.bucket}/batch",
+                           data_dir=station_data, s3=creds, s3_endpoint=s3.endpoint_url,
+                           child_options=["--recipe", "rb", "--station", "s1"])
+    assert "--resume" in plan.child_command
+    first = tmp_path / "attempt-1"
+    assert main(["--data-dir", str(first), *plan.child_command]) == 0
+    results_prefix = f"batch/runs/{plan.run_id}/results/"
+    keys = s3.keys(results_prefix)
+    bodies = {k: s3.client().get_object(Bucket=s3.bucket, Key=k)["Body"].read() for k in keys}
+    assert sum(len(b.splitlines()) for b in bodies.values()) == 4
+    shard_key = f"batch/runs/{plan.run_id}/summary/run={plan.run_id}/shard=0.json"
+
+    shutil.rmtree(first)  # the retry: the same command in a fresh container
+    assert main(["--data-dir", str(tmp_path / "attempt-2"), *plan.child_command]) == 0
+    assert s3.keys(results_prefix) == keys
+    assert {k: s3.client().get_object(Bucket=s3.bucket, Key=k)["Body"].read() for k in keys} == bodies
+    shard = _summary(s3, shard_key)
+    assert shard["inspected_this_session"] == 0 and shard["resumed_from"] == 4 and shard["complete"]
+
+    capsys.readouterr()
+    no_resume = [a for a in plan.child_command if a != "--resume"]
+    assert main(["--data-dir", str(tmp_path / "other-machine"), *no_resume]) == 1
+    err = capsys.readouterr().err
+    assert "already has 4 result(s)" in err and "pass --resume" in err
+    assert {k: s3.client().get_object(Bucket=s3.bucket, Key=k)["Body"].read() for k in keys} == bodies

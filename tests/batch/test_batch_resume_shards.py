@@ -9,6 +9,8 @@ import subprocess
 import time
 from collections import Counter
 
+import pytest
+
 from conftest import ROOT, batch_argv, copy_images, result_rows, run_summary
 
 from station.batch.summary import merge
@@ -87,19 +89,25 @@ def test_array_index_shards_process_every_image_exactly_once(tmp_path, station_d
     assert len({json.dumps(s["model"], sort_keys=True) for s in shards}) == 1
 
 
+@pytest.mark.parametrize("target", ["parent", "process-group"])
 def test_sigterm_finishes_in_flight_images_then_resume_completes(tmp_path, station_data, recorded_images,
-                                                                 run_batch_cli):
+                                                                 run_batch_cli, target):
+    """SIGTERM to the parent only, or to the whole process group (docker stop, AWS Batch,
+    ``kill -- -PGID``): the workers ignore it and the parent stops them gracefully."""
     images = copy_images(recorded_images, tmp_path / "in", copies=6)  # 96 images
     out = tmp_path / "out"
     args = [tmp_path / "in", "--model", "active", "--out", out, "--recipe", "rb", "--workers", "2",
             "--run-id", "t1", "--no-report"]
     proc = subprocess.Popen(batch_argv(station_data, *args), cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 90
     while _lines(out) < 20 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert proc.poll() is None, "the run finished before it could be stopped"
-    proc.send_signal(signal.SIGTERM)
+    if target == "parent":
+        proc.send_signal(signal.SIGTERM)
+    else:
+        os.killpg(proc.pid, signal.SIGTERM)  # the parent and both workers
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "SIGTERM" in err and "--resume --run-id t1" in err

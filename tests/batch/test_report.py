@@ -17,10 +17,11 @@ import cv2
 import numpy as np
 import pytest
 
-from station.batch.engine import BatchInspector, decode_image
+from station.batch.engine import BatchInspector
 from station.batch.inputs import ImageItem
 from station.batch.report import REPORT_FILE, detector_heatmaps, write_report
 from station.capture.base import BadImage
+from station.capture.image_files import decode_image
 from station.capture.sim_camera import SimCamera
 from station.detect.variation import VariationModel
 from station.inspect.decide import DecisionPolicy
@@ -119,12 +120,12 @@ def run(tmp_path_factory):
         cv2.imwrite(str(path), image)
         item = ImageItem(uri=str(path), image_id=f"img{i}", part_id=f"P{i:02d}", lot="LOT-A" if i < 8 else "LOT-B",
                          recipe="demo", station="st1", line_decision="pass" if i % 2 == 0 else None)
-        rows.append(inspector.inspect(item, decode_image(path.read_bytes(), path.name), None))
+        rows.append(inspector.inspect(item, decode_image(path.read_bytes(), path.name)[0], None))
     bad = folder / "corrupt.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
     item = ImageItem(uri=str(bad), image_id="bad", part_id="P99", lot="LOT-B", recipe="demo", station="st1")
     try:
-        loaded = decode_image(bad.read_bytes(), bad.name)
+        loaded, _ = decode_image(bad.read_bytes(), bad.name)
     except BadImage as exc:
         loaded = exc
     rows.append(inspector.inspect(item, loaded, None))
@@ -178,7 +179,7 @@ def test_report_shows_the_numbers_of_the_rows(run, tmp_path):
     assert f"{len(compared)} images had a decision recorded at the line" in text
     assert f"changed {changed} of them" in " ".join(text.split())
     # the corrupt file is listed with its reason; the model is named
-    assert "corrupt.png" in text and "not a readable image" in text
+    assert "corrupt.png" in text and "truncated PNG" in text
     assert model.model_id in text
 
 
