@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from typing import Any
 
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from station.line.loop_thread import LoopThread
 from station.line.handshake import LineBusy, LineHandshake, LineStatus, PartRequest
 from station.line.registers import BY_NAME, PartDataError, Table, pack_string, table_size, unpack_string
 
@@ -78,17 +78,16 @@ class ModbusLineServer:
         self._coils = [False] * BITS
         self._holding = [0] * table_size(Table.HOLDING)
         self._clients = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="line-modbus", daemon=True)
+        self._loop_thread = LoopThread("line-modbus")
         self._server: ModbusTcpServer | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self, timeout_s: float = 10.0) -> ModbusLineServer:
-        self._thread.start()
+        self._loop_thread.start()
         try:
-            asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout_s)
+            self._loop_thread.run(self._start(), timeout_s)
         except BaseException:
-            self._stop_loop()
+            self._loop_thread.stop()
             raise
         self._report_link()
         log.info("Modbus TCP line server on %s:%d (unit %d)", self.host, self.port, self.unit_id)
@@ -113,19 +112,12 @@ class ModbusLineServer:
             raise OSError(f"Modbus server cannot listen on {self.host}:{self.port}: {exc}") from None
 
     def close(self) -> None:
-        if self._server is not None and self._thread.is_alive():
+        if self._server is not None and self._loop_thread.alive:
             try:
-                asyncio.run_coroutine_threadsafe(self._server.shutdown(), self._loop).result(5)
+                self._loop_thread.run(self._server.shutdown(), 5)
             except Exception:
                 log.exception("Modbus server shutdown failed")
-        self._stop_loop()
-
-    def _stop_loop(self) -> None:
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=5)
-        if not self._loop.is_running():
-            self._loop.close()
+        self._loop_thread.stop()
 
     def _on_connect(self, connected: bool) -> None:
         self._clients = max(0, self._clients + (1 if connected else -1))

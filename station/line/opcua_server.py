@@ -30,6 +30,7 @@ from asyncua import Server, ua
 from asyncua.common.callback import CallbackType
 from asyncua.common.methods import uamethod
 
+from station.line.loop_thread import LoopThread
 from station.line.handshake import LineBusy, LineHandshake, LineStatus, PartRequest
 from station.line.registers import ResultCode
 
@@ -79,8 +80,7 @@ class OpcUaLineServer:
         self.handshake = handshake
         self.endpoint = endpoint
         self.namespace = namespace
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="line-opcua", daemon=True)
+        self._loop_thread = LoopThread("line-opcua")
         self._server: Server | None = None
         self._state: dict[str, Any] = {}
         self._result: dict[str, Any] = {}
@@ -90,11 +90,11 @@ class OpcUaLineServer:
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self, timeout_s: float = 30.0) -> OpcUaLineServer:
-        self._thread.start()
+        self._loop_thread.start()
         try:
-            asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout_s)
+            self._loop_thread.run(self._start(), timeout_s)
         except BaseException:
-            self._stop_loop()
+            self._loop_thread.stop()
             raise
         self.handshake.add_listener(self._on_status)
         self.handshake.set_link("opcua", f"listening on {self.endpoint}")
@@ -137,19 +137,12 @@ class OpcUaLineServer:
             self.handshake.remove_listener(self._on_status)
         except ValueError:
             pass
-        if self._server is not None and self._thread.is_alive():
+        if self._server is not None and self._loop_thread.alive:
             try:
-                asyncio.run_coroutine_threadsafe(self._server.stop(), self._loop).result(10)
+                self._loop_thread.run(self._server.stop(), 10)
             except Exception:
                 log.exception("OPC UA server stop failed")
-        self._stop_loop()
-
-    def _stop_loop(self) -> None:
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=5)
-        if not self._loop.is_running():
-            self._loop.close()
+        self._loop_thread.stop()
 
     # --- handshake -> address space -----------------------------------------------------------
     def _on_status(self, _status: LineStatus) -> None:
@@ -157,7 +150,7 @@ class OpcUaLineServer:
             if self._refresh_pending:
                 return
             self._refresh_pending = True
-        asyncio.run_coroutine_threadsafe(self._refresh(), self._loop)
+        self._loop_thread.submit(self._refresh())
 
     async def _refresh(self) -> None:
         with self._pending_lock:
