@@ -69,13 +69,15 @@ def ensure_profile(
         if done == total or done % max(1, total // 4) == 0:
             progress(f"  calibration {done}/{total}")
 
+    # the good images are bare arrays: a Mono12 camera's uint16 array would otherwise be
+    # taken for 16-bit and every live 12-bit frame would fail its profile's bit depth
+    bits = PIXEL_FORMAT_BITS.get(camera.describe().pixel_format)
     if kind == "xray":
-        bits = PIXEL_FORMAT_BITS.get(camera.describe().pixel_format)
         profile = calibrate_xray(images, serial, recipe, roi=roi, reference_region=reference_region,
                                  bit_depth=bits, overrides=overrides, created_by="bootstrap",
                                  notes="made on first run from simulated good radiographs", progress=step)
     else:
-        profile = calibrate(images, serial, recipe, roi=roi, overrides=overrides,
+        profile = calibrate(images, serial, recipe, roi=roi, bit_depth=bits, overrides=overrides,
                             created_by="bootstrap", notes="made on first run from simulated good parts",
                             progress=step)
     saved = profiles.save(profile)
