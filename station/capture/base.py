@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import enum
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -142,10 +143,17 @@ class CameraDriver(abc.ABC):
     """
 
     trigger_modes: frozenset[TriggerMode] = frozenset({TriggerMode.SOFTWARE})
+    _held: Callable[[], bool] | None = None
 
     def __init__(self) -> None:
         self._mode: TriggerMode | None = None
         self._trigger_count = 0
+
+    def hold_when(self, held: Callable[[], bool] | None) -> None:
+        """``held()`` is true while the station is held (an interlock is open). A driver that
+        waits for a part to arrive (a watched folder) stops waiting and takes nothing while
+        it is, so a part that lands during the hold is inspected after the resume."""
+        self._held = held
 
     # --- lifecycle -------------------------------------------------------------------
     @abc.abstractmethod

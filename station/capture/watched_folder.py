@@ -172,13 +172,17 @@ class FolderWatcher:
         return again
 
     # --- finding and claiming ----------------------------------------------------------
-    def next_claim(self, timeout_s: float, stop: threading.Event | None = None) -> Claim | None:
+    def next_claim(self, timeout_s: float, stop: threading.Event | None = None,
+                   held: Callable[[], bool] | None = None) -> Claim | None:
         """The next complete file, claimed and read; None when none settled within the timeout
-        (or ``stop`` was set)."""
+        (or ``stop`` was set, or ``held()`` became true: nothing is claimed while the station is
+        held, the file stays in the inbox for after the resume)."""
         if not self._opened:
             raise WatchedFolderError("the watched folder is not open")
         deadline = time.monotonic() + timeout_s
         while True:
+            if held is not None and held():
+                return None
             claim = self._resumed() or self._poll_once()
             if claim is not None:
                 return claim

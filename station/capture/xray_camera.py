@@ -130,9 +130,11 @@ class XrayFolderCamera(CameraDriver):
         if not self._open or self._mode is None:
             raise CameraConfigError(f"{type(self).__name__} is not open and armed; open() and arm() first")
         try:
-            claim = self.watcher.next_claim(timeout_s, self._stop)
+            claim = self.watcher.next_claim(timeout_s, self._stop, self._held)
         except WatchedFolderError as exc:
             raise CameraDisconnected(f"{self.serial}: {exc}") from exc
+        if claim is None and self._held is not None and self._held():
+            raise CaptureTimeout(f"{self.serial}: the station is held; no file taken from {self.folder}")
         if claim is None:
             raise CaptureTimeout(f"{self.serial}: no new image in {self.folder} within {timeout_s:g} s")
         trigger_id = self._next_trigger_id()

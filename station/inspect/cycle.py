@@ -188,6 +188,9 @@ class InspectionCycle:
         self._state_listeners: list[StateListener] = []
         self._inspection_listeners: list[InspectionListener] = []
         self.shadow = ShadowRunner(shadow, shadow_timeout_s, shadow_every) if shadow is not None else None
+        # A driver waiting for a part (a watched folder) must take nothing once suspended:
+        # the wait is cut short and _NothingLanded sends the loop back to wait for the resume.
+        camera.hold_when(lambda: bool(self._suspensions))
 
     # --- listeners ----------------------------------------------------------------------
     def add_state_listener(self, fn: StateListener) -> None:

@@ -301,3 +301,37 @@ def test_replay_watched_folder_config_builds_this_driver_for_pngs(tmp_path):
     first, second = cam.grab(3.0), cam.grab(3.0)
     assert first.pixel_format == "BGR8" and np.array_equal(first.image, colour)
     assert second.pixel_format == "Mono16" and np.array_equal(second.image, deep)
+
+
+def _wait_for(cond, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return cond()
+
+
+def test_an_interlock_opened_while_waiting_for_a_file_takes_nothing_until_resume(tmp_path, model):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    cam = camera(inbox)
+    with StationStore(tmp_path / "data") as store:
+        cycle = make_cycle(cam, store, *model, timeout_s=30.0)  # the loop sits inside grab()
+        cycle.arm()
+        outs: list = []
+        runner = threading.Thread(target=lambda: outs.extend(cycle.run(contexts(), count=1)))
+        runner.start()
+        try:
+            assert _wait_for(lambda: cycle.state.value == "capturing")
+            cycle.suspend("door open", source="interlock")
+            write_file(inbox, "a.tif", write_tiff(radiograph(7)))
+            assert _wait_for(lambda: cycle.state.value == "suspended")
+            time.sleep(0.3)  # many settle times: a running watcher would have taken the file
+            assert store.count() == 0 and (inbox / "a.tif").exists() and cam.watcher.in_processing() == []
+            cycle.resume(source="interlock")
+            runner.join(timeout=10)
+            assert not runner.is_alive()
+        finally:
+            cycle.stop()
+            runner.join(timeout=10)
+        assert store.count() == 1 and recorded_files(store) == ["a.tif"]
+        assert [o.fault for o in outs] == [None]
