@@ -17,6 +17,7 @@ then moves the file out of ``processing/``: only a committed record finishes a f
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
@@ -38,6 +39,8 @@ from station.capture.dicom_io import DicomReadError, is_dicom, read_dicom
 from station.capture.replay_camera import decode_image
 from station.capture.tiff_io import TiffReadError, is_tiff, read_tiff
 from station.capture.watched_folder import Claim, FolderWatcher, Recorded, WatchedFolderError
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("tiff", "dicom", "png")
 EXTENSIONS = {"tiff": ("tif", "tiff"), "dicom": ("dcm", "dicom", "dic"), "png": ("png",)}
@@ -141,7 +144,12 @@ class XrayFolderCamera(CameraDriver):
         try:
             image, fmt, kind, facts = self.decode(claim)
         except BadImage as err:
-            where = self.watcher.quarantine(claim, err.reason, serial=self.serial)
+            try:
+                where = self.watcher.quarantine(claim, err.reason, serial=self.serial)
+            except OSError as exc:  # the file stays in processing/; a restart inspects it again
+                log.error("%s could not be quarantined: %s", claim.name, exc)
+                err.args = (f"{claim.name}: {err.reason} (could not be moved to quarantine/: {exc})",)
+                raise err from exc
             err.args = (f"{claim.name}: {err.reason} (moved to {where.parent.name}/{where.name})",)
             raise err
         self._last = (image.shape[1], image.shape[0], fmt)
@@ -189,6 +197,8 @@ class XrayFolderCamera(CameraDriver):
             raise _bad(str(exc)) from None
         except BadImage as exc:
             raise _bad(getattr(exc, "reason", str(exc))) from None
+        except Exception as exc:  # a decoder's own bug on odd input: still a bad file, with the why
+            raise _bad(f"cannot be decoded ({type(exc).__name__}: {exc})") from None
         if image.ndim != 2 and not (self.allow_colour and fmt == "BGR8"):
             raise _bad(f"colour image {image.shape}; an X-ray image is grey")
         fmt = self._expected_format(image, fmt)

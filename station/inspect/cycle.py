@@ -445,6 +445,9 @@ class InspectionCycle:
             self._reconnect()
         except CaptureError as exc:
             out.fault = {"kind": exc.kind, "message": str(exc)}
+        except Exception as exc:  # a driver bug must not leave the cycle stuck in CAPTURING
+            log.exception("camera driver failed")
+            out.fault = {"kind": "driver_error", "message": f"{type(exc).__name__}: {exc}"}
         finally:
             out.timings_ms["capture"] = _ms(t0)
 

@@ -6,6 +6,7 @@ station's own cycle, a SQLite store in a temp dir; inspections are counted in th
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import threading
@@ -14,9 +15,11 @@ from dataclasses import replace
 
 import cv2
 import numpy as np
+import pydicom
 import pytest
 
 from station.capture.base import BadImage, CaptureTimeout, TriggerMode
+from station.capture.dicom_io import write_dicom
 from station.capture.sim_xray import SimXrayWriter, XrayPartRenderer
 from station.capture.tiff_io import write_tiff
 from station.capture.watched_folder import FolderWatcher
@@ -335,3 +338,40 @@ def test_an_interlock_opened_while_waiting_for_a_file_takes_nothing_until_resume
             runner.join(timeout=10)
         assert store.count() == 1 and recorded_files(store) == ["a.tif"]
         assert [o.fault for o in outs] == [None]
+
+
+def _malformed_frames_dicom(image: np.ndarray) -> bytes:
+    """A DICOM whose NumberOfFrames (IS) is not a number: a detector's broken writer."""
+    ds = pydicom.dcmread(io.BytesIO(write_dicom(image)))
+    ds.NumberOfFrames = 1
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    good = b"\x28\x00\x08\x00IS\x02\x001 "
+    assert buf.getvalue().count(good) == 1
+    return buf.getvalue().replace(good, b"\x28\x00\x08\x00IS\x02\x00x ")
+
+
+def test_a_dicom_with_a_malformed_frame_count_is_quarantined_and_the_cycle_carries_on(tmp_path, model):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    cam = camera(inbox, formats=("tiff", "dicom"))
+    bad = _malformed_frames_dicom(radiograph(3))
+    long_name = "n" * 240 + ".dcm"  # its reason file's name would exceed NAME_MAX
+    with StationStore(tmp_path / "data") as store:
+        cycle = make_cycle(cam, store, *model)
+        cycle.arm()
+        write_file(inbox, "bad.dcm", bad)
+        first = next(cycle.run(contexts("A"), count=1))
+        write_file(inbox, long_name, bad)
+        second = next(cycle.run(contexts("B"), count=1))
+        write_file(inbox, "good.dcm", write_dicom(radiograph(4)))
+        third = next(cycle.run(contexts("C"), count=1))
+        assert [o.fault["kind"] for o in (first, second)] == ["bad_image", "bad_image"]
+        assert "NumberOfFrames" in first.fault["message"] and third.fault is None
+        assert store.count() == 3 and recorded_files(store) == ["good.dcm"]
+    reasons = cam.watcher.quarantined()
+    assert [r["file"] for r in reasons] == ["bad.dcm", long_name]
+    assert all("NumberOfFrames" in r["reason"] for r in reasons)
+    for r in reasons:
+        assert (inbox / "quarantine" / r["quarantined_as"]).read_bytes() == bad
+    assert cam.watcher.in_processing() == [] and cycle.state.value == "armed"
