@@ -99,8 +99,11 @@ def recorded_original(store: StationStore) -> Callable[[str], bool]:
     return recorded
 
 
-def part_contexts(store: StationStore, lot: str, recipe: str) -> Iterator[PartContext]:
-    """Part ids for a line that supplies none: ``<lot>-000123``, carrying on after a restart."""
+def part_contexts(store: StationStore, lot: str, recipe: str = "") -> Iterator[PartContext]:
+    """Part ids for a line that supplies none: ``<lot>-000123``, carrying on after a restart.
+
+    Without ``recipe`` the cycle stamps each part with the recipe it runs when the part
+    begins, so a recipe the line selected later (PLC, MES) is the one recorded."""
     prefix = f"{lot}-"
     start = store.part_counter(prefix) + 1
     for n in itertools.count(start):
@@ -236,7 +239,7 @@ class StationRuntime:
         seek = getattr(self.camera, "seek", None)
         if seek is not None:  # a simulated line carries on with new parts after a restart
             seek(self.store.part_counter(f"{lot}-"))
-        contexts = part_contexts(self.store, lot, self.cfg.recipe.name)
+        contexts = part_contexts(self.store, lot)
         return self.cycle.run(contexts, count=count)
 
     def close(self) -> None:

@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -400,10 +400,18 @@ class InspectionCycle:
 
     def _inspect_begun(self, part: PartContext, idle_ok: bool = False) -> InspectionOutcome:
         t_start = time.perf_counter()
+        if not part.recipe:  # a part source that knows no recipe: the one the cycle runs now
+            part = replace(part, recipe=self.context.recipe)
         out = InspectionOutcome(context=part, cycle=self.context, started_at=time.time(),
                                 trigger_mode=self.trigger_mode.value)
         try:
-            self._capture(out, idle_ok)
+            if part.recipe != self.context.recipe:
+                # never inspect a part with another recipe's spec and thresholds: no image is
+                # taken, the record says why (a switch raced the trigger)
+                out.fault = {"kind": "recipe_mismatch", "message": f"part {part.part_id} needs recipe "
+                             f"{part.recipe}, the station runs {self.context.recipe}"}
+            else:
+                self._capture(out, idle_ok)
             self._check_abort()
             if out.frame is not None:
                 self._set_state(CycleState.CHECKING)

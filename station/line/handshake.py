@@ -126,6 +126,7 @@ class LineHandshake:
         self._lock = threading.RLock()
         self._t0 = time.monotonic()
         self._busy = False
+        self._switching = False  # a recipe switch is in progress: no trigger may start
         self._result_ready = False
         self._interlock = False
         self._trigger_seq = self._result_seq = self._recipe_seq = 0
@@ -152,7 +153,7 @@ class LineHandshake:
         with self._lock:
             suspensions = self.cycle.suspensions
             state = self.cycle.state
-            ready = (not self._busy and not self._result_ready and not self._closed
+            ready = (not self._busy and not self._switching and not self._result_ready and not self._closed
                      and state is CycleState.ARMED and not suspensions)
             return LineStatus(
                 cycle_state=state.value, trigger_ready=ready, result_ready=self._result_ready, busy=self._busy,
@@ -220,15 +221,21 @@ class LineHandshake:
 
     def select_recipe(self, key: int | str, who: str) -> RecipeAnswer:
         """Switch the active recipe for the next part (refused while an inspection runs)."""
-        with self._lock:
-            busy = self._busy
+        with self._lock:  # busy or switching: a trigger cannot start in between (it is refused)
+            busy = self._busy or self._switching
+            self._switching = self._switching or not busy
         if busy:
             answer = RecipeAnswer(ResultCode.NOT_READY, self.recipes.active, self.recipes.active_number,
-                                  "an inspection is running; select the recipe after its result")
+                                  "an inspection or a recipe switch is running; select the recipe after it")
             self.store.audit("recipe.refused", subject=str(key), actor=who,
                              payload={"requested": key, "code": int(answer.code), "message": answer.message})
         else:
-            answer = self.recipes.select(key, who)
+            self._notify()  # trigger_ready drops for the switch
+            try:
+                answer = self.recipes.select(key, who)
+            finally:
+                with self._lock:
+                    self._switching = False
         with self._lock:
             self._recipe_seq = (self._recipe_seq + 1) & 0xFFFF
             self._last_recipe = answer
@@ -286,6 +293,8 @@ class LineHandshake:
                 return ResultCode.BAD_PART_DATA, f"{name} {text[:80]!r} is not printable ASCII of at most {MAX_TEXT}"
         if self._closed:
             return ResultCode.NOT_READY, "the line handshake is shutting down"
+        if self._switching:
+            return ResultCode.NOT_READY, "a recipe switch is in progress; trigger after it"
         suspensions = self.cycle.suspensions
         if suspensions:
             return ResultCode.SUSPENDED, "; ".join(suspensions.values())
