@@ -124,6 +124,7 @@ class LineHandshake:
         self.interlock_source = interlock_source
         self.default_lot = runtime.cfg.station.lot
         self._lock = threading.RLock()
+        self._interlock_lock = threading.Lock()  # one interlock write at a time, suspend/resume included
         self._t0 = time.monotonic()
         self._busy = False
         self._switching = False  # a recipe switch is in progress: no trigger may start
@@ -251,22 +252,23 @@ class LineHandshake:
         if self.interlock_source not in ("any", source):
             log.warning("interlock write from %s ignored (line.interlock_source is %s)", source, self.interlock_source)
             return False
-        with self._lock:
-            changed = active != self._interlock
-            self._interlock = active
-        if not changed:
+        with self._interlock_lock:  # else a late suspend can land after a newer write's resume
+            with self._lock:
+                changed = active != self._interlock
+                self._interlock = active
+            if not changed:
+                return True
+            if active:
+                self.cycle.suspend(f"interlock open (door / shutter, from {source})", source=INTERLOCK_SOURCE)
+            else:
+                self.cycle.resume(source=INTERLOCK_SOURCE)
+            try:
+                self.store.audit("line.interlock", subject="open" if active else "closed", actor=f"plc:{source}",
+                                 payload={"active": active})
+            except Exception:
+                log.exception("could not audit the interlock change")
+            self._notify()
             return True
-        if active:
-            self.cycle.suspend(f"interlock open (door / shutter, from {source})", source=INTERLOCK_SOURCE)
-        else:
-            self.cycle.resume(source=INTERLOCK_SOURCE)
-        try:
-            self.store.audit("line.interlock", subject="open" if active else "closed", actor=f"plc:{source}",
-                             payload={"active": active})
-        except Exception:
-            log.exception("could not audit the interlock change")
-        self._notify()
-        return True
 
     def wait(self, ticket: Ticket, timeout_s: float | None = None) -> LineResult | None:
         """Block until the ticket's result is published (at most ``result_timeout_s`` + margin)."""
