@@ -82,7 +82,8 @@ class StoreRecorder:
         meta = dict(frame.meta) if frame is not None else {}
         original = meta.get("original")
         if original and original.get("path"):
-            data = Path(original["path"]).read_bytes()
+            # the bytes read at the claim: the file in processing/ may have been touched since
+            data = frame.original if frame.original is not None else Path(original["path"]).read_bytes()
             kept = self.store.images.put_original(data, original["ext"], original["sha256"])
             meta["original"] = {**{k: v for k, v in original.items() if k != "path"}, "stored": kept.relpath}
         return meta

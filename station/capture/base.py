@@ -76,6 +76,9 @@ class Frame:
     # Driver-specific facts worth keeping with the record (a simulated part's ground
     # truth, a replay file's hash, a detector's temperature). JSON-serialisable values.
     meta: dict = field(default_factory=dict)
+    # The original file's bytes as read at the claim (X-ray TIFF / DICOM), for the recorder
+    # to keep byte for byte; never serialised, never compared.
+    original: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
     def bit_depth(self) -> int:

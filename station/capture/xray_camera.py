@@ -160,7 +160,7 @@ class XrayFolderCamera(CameraDriver):
             meta[kind] = facts
         return Frame(image=image, pixel_format=fmt, camera_serial=self.serial, exposure_us=self.exposure_us,
                      gain_db=self.gain_db, trigger_id=trigger_id, device_timestamp_ns=claim.landed_ns,
-                     source=claim.name, meta=meta)
+                     source=claim.name, meta=meta, original=claim.data)
 
     def decode(self, claim: Claim) -> tuple[np.ndarray, str, str, dict]:
         """(image, pixel format, file format, facts) or :class:`BadImage` with ``reason``."""

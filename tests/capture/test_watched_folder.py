@@ -375,3 +375,25 @@ def test_a_dicom_with_a_malformed_frame_count_is_quarantined_and_the_cycle_carri
     for r in reasons:
         assert (inbox / "quarantine" / r["quarantined_as"]).read_bytes() == bad
     assert cam.watcher.in_processing() == [] and cycle.state.value == "armed"
+
+
+def test_the_recorder_stores_the_bytes_that_were_claimed_not_the_file_as_it_is_later(tmp_path, model):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    cam = camera(inbox)
+    data = write_tiff(radiograph(9))
+    with StationStore(tmp_path / "data") as store:
+        cycle = make_cycle(cam, store, *model)
+
+        def meddle(old, new):  # someone edits the claimed file while the part is being checked
+            if new.value == "checking":
+                (path,) = list(cam.watcher.processing.iterdir())
+                path.write_bytes(b"overwritten")
+
+        cycle.add_state_listener(meddle)
+        cycle.arm()
+        write_file(inbox, "m.tif", data)
+        out = next(cycle.run(contexts(), count=1))
+        doc = store.get(out.inspection_id)
+        assert (store.data_dir / doc["meta"]["original"]["stored"]).read_bytes() == data
+        assert "data" not in doc["meta"]["original"]
