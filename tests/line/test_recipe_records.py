@@ -2,12 +2,18 @@
 trigger can slip into a switch in progress (the real station, its SQLite store, its line)."""
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 
+from line_config import line_config
+
 from station.capture.base import PartContext
+from station.config import GreyWindowConfig
 from station.line.handshake import PartRequest
+from station.line.recipes import RecipeSwitcher
 from station.line.registers import ResultCode
+from station.runtime import StationRuntime
 
 
 def _record(rt, inspection_id: str) -> dict:
@@ -67,3 +73,22 @@ def test_a_trigger_during_a_recipe_switch_is_answered_not_ready_and_records_noth
     hs.acknowledge()
     after = hs.wait(hs.trigger(PartRequest(part_id="AFTER-1"), "opcua"))
     assert after.result_id and _record(rt, after.result_id)["recipe"] == "b"
+
+
+def test_a_recipe_with_another_grey_window_than_the_running_model_is_refused(tmp_path, line_template):
+    cfg = line_config()
+    windowed = cfg.recipes[1].model_copy(update={"grey_window": GreyWindowConfig(low=1000, high=30000)})
+    cfg = cfg.model_copy(update={"recipes": [cfg.recipes[0], windowed, cfg.recipes[2]]})
+    data_dir = tmp_path / "data"
+    for part in ("calibration", "models"):
+        shutil.copytree(line_template / part, data_dir / part)
+    rt = StationRuntime.open(cfg, data_dir)
+    try:
+        switcher = RecipeSwitcher(rt)
+        answer = switcher.select("b", "opcua:mes")
+        assert answer.code == ResultCode.WINDOW_MISMATCH and answer.recipe == "a"
+        assert "1000..30000" in answer.message and rt.cycle.context.recipe == "a"
+        (entry,) = [e for e in rt.store.audit_entries(limit=20) if e["action"] == "recipe.refused"]
+        assert entry["payload"]["code"] == ResultCode.WINDOW_MISMATCH
+    finally:
+        rt.close()
