@@ -128,6 +128,7 @@ class LineHandshake:
         self._t0 = time.monotonic()
         self._busy = False
         self._switching = False  # a recipe switch is in progress: no trigger may start
+        self._current: Ticket | None = None  # the accepted trigger not yet finished
         self._result_ready = False
         self._interlock = False
         self._trigger_seq = self._result_seq = self._recipe_seq = 0
@@ -207,6 +208,8 @@ class LineHandshake:
             self._end(ticket)
         else:
             ticket.timer.start()
+            with self._lock:
+                self._current = ticket
             self._jobs.put((ticket, ctx))
             self._notify()
         return ticket
@@ -276,8 +279,14 @@ class LineHandshake:
         return ticket.result
 
     def close(self) -> None:
+        """Refuse new triggers, answer the one in progress (NOT_READY; its record is still
+        written), so no PLC or MES caller waits on a closing station; then stop the worker."""
         with self._lock:
             self._closed = True
+            waiting = self._current
+        if waiting is not None:
+            self._publish(waiting, self._error(waiting, ResultCode.NOT_READY,
+                                               "the station is closing; the inspection is recorded, not reported"))
         self._jobs.put(None)
         self._worker.join(timeout=30)
         try:
@@ -352,6 +361,8 @@ class LineHandshake:
     def _end(self, ticket: Ticket) -> None:
         with self._lock:
             self._busy = False
+            if self._current is ticket:
+                self._current = None
         self._notify()
 
     def _work_loop(self) -> None:
