@@ -216,7 +216,8 @@ class StationRuntime:
                     params["bit_depth"] = 16
                 train_first_model(registry, camera, profile, count=det.train_images, progress=progress,
                                   model_type=model_type, params=params,
-                                  preprocess=GreyWindow(window.low, window.high).apply if window else None)
+                                  preprocess=GreyWindow(window.low, window.high).apply if window else None,
+                                  grey_window=[window.low, window.high] if window else None)
             local = registry.load_active()
         if cfg.recipe.grey_window is not None:
             local = WindowedDetector(local, GreyWindow(cfg.recipe.grey_window.low, cfg.recipe.grey_window.high))

@@ -38,6 +38,10 @@ def test_xray_demo_station_records_16_bit_radiographs_and_resumes(tmp_path):
     try:
         outs = list(rt.run(count=6))
         assert isinstance(rt.detector, WindowedDetector)
+        from station.detect.registry import ModelRegistry
+
+        registry = ModelRegistry(data_dir / "models")  # the model says which window it learnt
+        assert registry.info(registry.active()).meta["dataset"]["grey_window"] == [14000, 40000]
     finally:
         rt.close()
     assert len(outs) == 6 and all(o.fault is None for o in outs)
