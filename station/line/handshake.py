@@ -193,6 +193,7 @@ class LineHandshake:
             self._trigger_seq += 1
             ticket = Ticket(self._trigger_seq, request, started)
             self._busy = True
+            self._current = ticket
             refusal = self._refusal(request)
             if refusal is None:
                 try:
@@ -208,8 +209,6 @@ class LineHandshake:
             self._end(ticket)
         else:
             ticket.timer.start()
-            with self._lock:
-                self._current = ticket
             self._jobs.put((ticket, ctx))
             self._notify()
         return ticket
@@ -341,9 +340,17 @@ class LineHandshake:
         if self._publish(ticket, self._error(ticket, ResultCode.TIMEOUT, f"no result within {limit:.0f} ms")):
             log.warning("trigger %d: no result within %.0f ms; answered TIMEOUT", ticket.seq, limit)
 
-    def _publish(self, ticket: Ticket, result: LineResult) -> bool:
+    def _finish(self, ticket: Ticket, result: LineResult) -> bool:
+        """The inspection's own answer: the station is free again *before* the answer is out,
+        so a PLC/MES that triggers right after reading it is not refused as busy."""
+        return self._publish(ticket, result, finished=True)
+
+    def _publish(self, ticket: Ticket, result: LineResult, finished: bool = False) -> bool:
         """Write the ticket's answer once; False when it was already answered (a timeout)."""
         with self._lock:
+            if finished and self._current is ticket:
+                self._busy = False
+                self._current = None
             if ticket.done.is_set():
                 return False
             if ticket.timer is not None:
@@ -360,8 +367,8 @@ class LineHandshake:
 
     def _end(self, ticket: Ticket) -> None:
         with self._lock:
-            self._busy = False
-            if self._current is ticket:
+            if self._current is ticket:  # not yet ended by its result (_publish finished=True)
+                self._busy = False
                 self._current = None
         self._notify()
 
@@ -380,20 +387,20 @@ class LineHandshake:
         try:
             out = self.cycle.inspect(ctx)
         except SourceExhausted as exc:
-            self._publish(ticket, self._error(ticket, ResultCode.CAPTURE_FAULT, f"camera source exhausted: {exc}"))
+            self._finish(ticket, self._error(ticket, ResultCode.CAPTURE_FAULT, f"camera source exhausted: {exc}"))
             return
         except CycleBusy as exc:
-            self._publish(ticket, self._error(ticket, ResultCode.NOT_READY, str(exc)))
+            self._finish(ticket, self._error(ticket, ResultCode.NOT_READY, str(exc)))
             return
         except RuntimeError as exc:  # suspended or disarmed between the trigger and its claim
             code = ResultCode.SUSPENDED if self.cycle.suspensions else ResultCode.NOT_READY
-            self._publish(ticket, self._error(ticket, code, str(exc)))
+            self._finish(ticket, self._error(ticket, code, str(exc)))
             return
         except Exception as exc:  # the record could not be written: the cycle is FAULTED
             log.exception("inspection for trigger %d failed", ticket.seq)
-            self._publish(ticket, self._error(ticket, ResultCode.STATION_ERROR, str(exc)))
+            self._finish(ticket, self._error(ticket, ResultCode.STATION_ERROR, str(exc)))
             return
-        if not self._publish(ticket, self._from_outcome(ticket, out)):
+        if not self._finish(ticket, self._from_outcome(ticket, out)):
             self._report_late(ticket, out)
 
     def _from_outcome(self, ticket: Ticket, out: InspectionOutcome) -> LineResult:
