@@ -70,10 +70,34 @@ def config(modbus_port: int, opcua_port: int, timeout_ms: int) -> dict:
     }
 
 
-def stats(values: list[float]) -> dict[str, float | int]:
+def stats(values: list[float]) -> dict[str, float | int | None]:
+    """Median and p99 in ms; None (JSON null, never NaN) for a path without samples."""
     s = sorted(values)
-    p99 = s[min(len(s) - 1, max(0, round(0.99 * (len(s) - 1))))] if s else float("nan")
-    return {"p50_ms": round(statistics.median(s), 3) if s else float("nan"), "p99_ms": round(p99, 3), "n": len(s)}
+    if not s:
+        return {"p50_ms": None, "p99_ms": None, "n": 0}
+    p99 = s[min(len(s) - 1, max(0, round(0.99 * (len(s) - 1))))]
+    return {"p50_ms": round(statistics.median(s), 3), "p99_ms": round(p99, 3), "n": len(s)}
+
+
+def summary(data: dict, poll_ms: float, timeout_ms: int) -> dict:
+    """The JSON result of one run: stats per path, ratios vs the direct baseline."""
+    result: dict = {"model": "patchcore", "width": 1280, "height": 1024, "poll_ms": poll_ms,
+                    "timeout_ms": timeout_ms, "target_p99_ms": TARGET_P99_MS}
+    for name in ("baseline", "modbus", "modbus_station", "opcua", "modbus_minus_baseline", "opcua_minus_baseline"):
+        for k, v in stats(data[name]).items():
+            result[f"{name}_{k}"] = v
+    base = result["baseline_p50_ms"]
+    for name in ("modbus", "opcua"):
+        p50 = result[f"{name}_p50_ms"]
+        result[f"{name}_over_baseline_p50"] = round(p50 / base, 3) if p50 is not None and base else None
+    result["error_codes"] = len(data["error_codes"])
+    result["targets_met"] = all(result[f"{n}_p99_ms"] is not None and result[f"{n}_p99_ms"] <= TARGET_P99_MS
+                                for n in ("modbus", "opcua"))
+    return result
+
+
+def _ms_text(value: float | None) -> str:
+    return "    n/a" if value is None else f"{value:7.1f}"
 
 
 class OpcUaMes:
@@ -166,22 +190,14 @@ def main() -> int:
             rt.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    result: dict = {"model": "patchcore", "width": 1280, "height": 1024, "poll_ms": args.poll_ms,
-                    "timeout_ms": args.timeout_ms, "target_p99_ms": TARGET_P99_MS}
-    for name in ("baseline", "modbus", "modbus_station", "opcua", "modbus_minus_baseline", "opcua_minus_baseline"):
-        for k, v in stats(data[name]).items():
-            result[f"{name}_{k}"] = v
-    for name in ("modbus", "opcua"):
-        result[f"{name}_over_baseline_p50"] = round(result[f"{name}_p50_ms"] / result["baseline_p50_ms"], 3)
-    result["error_codes"] = len(data["error_codes"])
-    result["targets_met"] = bool(result["modbus_p99_ms"] <= TARGET_P99_MS and result["opcua_p99_ms"] <= TARGET_P99_MS)
+    result = summary(data, args.poll_ms, args.timeout_ms)
     rows = (("baseline", "station inspect (direct call)"), ("modbus", f"Modbus TCP, PLC poll {args.poll_ms:g} ms"),
             ("modbus_station", "  station side (trigger -> published)"), ("opcua", "OPC UA Trigger method call"),
             ("modbus_minus_baseline", "Modbus - direct, same round"), ("opcua_minus_baseline", "OPC UA - direct, same round"))
     for name, label in rows:
         ratio = result.get(f"{name}_over_baseline_p50")
         extra = f"  x{ratio:.2f} baseline" if ratio else ""
-        print(f"{label:<40} p50 {result[f'{name}_p50_ms']:7.1f} ms  p99 {result[f'{name}_p99_ms']:7.1f} ms  "
+        print(f"{label:<40} p50 {_ms_text(result[f'{name}_p50_ms'])} ms  p99 {_ms_text(result[f'{name}_p99_ms'])} ms  "
               f"n {result[f'{name}_n']}{extra}")
     print(f"error codes answered: {result['error_codes']}; p99 <= {TARGET_P99_MS:.0f} ms met: {result['targets_met']}")
     if args.json:

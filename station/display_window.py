@@ -19,49 +19,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from station.detect.grey_window import GreyWindow  # the one window class (model and screens)
+
 # Significant bits per pixel format: a Mono12 frame lives in a uint16 array but its
 # white is 4095, and a window reset must not squeeze it into the bottom sixteenth.
 FORMAT_TOP = {"Mono8": 255, "BGR8": 255, "Mono10": 1023, "Mono12": 4095, "Mono14": 16383, "Mono16": 65535}
 AUTO_PERCENTILES = (0.5, 99.5)
 AUTO_SAMPLES = 250_000  # pixels the auto window looks at (a strided subsample of bigger frames)
-
-
-@dataclass(frozen=True)
-class GreyWindow:
-    """Grey values ``low`` .. ``high`` spread over black .. white (``low < high``)."""
-
-    low: int
-    high: int
-
-    def __post_init__(self) -> None:
-        if not (isinstance(self.low, (int, np.integer)) and isinstance(self.high, (int, np.integer))):
-            raise TypeError(f"window bounds must be integers, got {self.low!r}, {self.high!r}")
-        if self.low < 0 or self.high <= self.low:
-            raise ValueError(f"a window needs 0 <= low < high, got low={self.low}, high={self.high}")
-
-    @property
-    def width(self) -> int:
-        return self.high - self.low
-
-    @property
-    def level(self) -> float:
-        return (self.low + self.high) / 2.0
-
-    @classmethod
-    def from_level_width(cls, level: float, width: float, top: int) -> GreyWindow:
-        """The window centred on ``level``, ``width`` wide, kept inside 0..``top``.
-
-        A window pushed past an end keeps its width and slides back (the operator sees the
-        contrast they chose); one wider than the whole range becomes the whole range.
-        """
-        w = int(round(min(max(width, 1.0), float(top))))
-        low = int(round(level - w / 2.0))
-        low = min(max(low, 0), top - w)
-        return cls(low, low + w)
-
-    def text(self) -> str:
-        """How the screens show it: ``W 2000  L 3000`` (width and level, whole numbers)."""
-        return f"W {self.width}  L {self.level:.0f}"
 
 
 def top_of(image: np.ndarray, pixel_format: str | None = None) -> int:

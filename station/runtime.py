@@ -82,7 +82,8 @@ class StoreRecorder:
         meta = dict(frame.meta) if frame is not None else {}
         original = meta.get("original")
         if original and original.get("path"):
-            data = Path(original["path"]).read_bytes()
+            # the bytes read at the claim: the file in processing/ may have been touched since
+            data = frame.original if frame.original is not None else Path(original["path"]).read_bytes()
             kept = self.store.images.put_original(data, original["ext"], original["sha256"])
             meta["original"] = {**{k: v for k, v in original.items() if k != "path"}, "stored": kept.relpath}
         return meta
@@ -99,8 +100,11 @@ def recorded_original(store: StationStore) -> Callable[[str], bool]:
     return recorded
 
 
-def part_contexts(store: StationStore, lot: str, recipe: str) -> Iterator[PartContext]:
-    """Part ids for a line that supplies none: ``<lot>-000123``, carrying on after a restart."""
+def part_contexts(store: StationStore, lot: str, recipe: str = "") -> Iterator[PartContext]:
+    """Part ids for a line that supplies none: ``<lot>-000123``, carrying on after a restart.
+
+    Without ``recipe`` the cycle stamps each part with the recipe it runs when the part
+    begins, so a recipe the line selected later (PLC, MES) is the one recorded."""
     prefix = f"{lot}-"
     start = store.part_counter(prefix) + 1
     for n in itertools.count(start):
@@ -212,7 +216,8 @@ class StationRuntime:
                     params["bit_depth"] = 16
                 train_first_model(registry, camera, profile, count=det.train_images, progress=progress,
                                   model_type=model_type, params=params,
-                                  preprocess=GreyWindow(window.low, window.high).apply if window else None)
+                                  preprocess=GreyWindow(window.low, window.high).apply if window else None,
+                                  grey_window=[window.low, window.high] if window else None)
             local = registry.load_active()
         if cfg.recipe.grey_window is not None:
             local = WindowedDetector(local, GreyWindow(cfg.recipe.grey_window.low, cfg.recipe.grey_window.high))
@@ -236,7 +241,7 @@ class StationRuntime:
         seek = getattr(self.camera, "seek", None)
         if seek is not None:  # a simulated line carries on with new parts after a restart
             seek(self.store.part_counter(f"{lot}-"))
-        contexts = part_contexts(self.store, lot, self.cfg.recipe.name)
+        contexts = part_contexts(self.store, lot)
         return self.cycle.run(contexts, count=count)
 
     def close(self) -> None:

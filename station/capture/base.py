@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import enum
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -75,6 +76,9 @@ class Frame:
     # Driver-specific facts worth keeping with the record (a simulated part's ground
     # truth, a replay file's hash, a detector's temperature). JSON-serialisable values.
     meta: dict = field(default_factory=dict)
+    # The original file's bytes as read at the claim (X-ray TIFF / DICOM), for the recorder
+    # to keep byte for byte; never serialised, never compared.
+    original: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
     def bit_depth(self) -> int:
@@ -142,10 +146,17 @@ class CameraDriver(abc.ABC):
     """
 
     trigger_modes: frozenset[TriggerMode] = frozenset({TriggerMode.SOFTWARE})
+    _held: Callable[[], bool] | None = None
 
     def __init__(self) -> None:
         self._mode: TriggerMode | None = None
         self._trigger_count = 0
+
+    def hold_when(self, held: Callable[[], bool] | None) -> None:
+        """``held()`` is true while the station is held (an interlock is open). A driver that
+        waits for a part to arrive (a watched folder) stops waiting and takes nothing while
+        it is, so a part that lands during the hold is inspected after the resume."""
+        self._held = held
 
     # --- lifecycle -------------------------------------------------------------------
     @abc.abstractmethod

@@ -50,6 +50,16 @@ def _jsonable(value) -> str | float | int:
         return str(value)
 
 
+def _int_attr(ds, keyword: str, default: int) -> int:
+    """An integer attribute; a malformed value (an IS of ``"x"``) is a :class:`DicomReadError`
+    naming it, not a ValueError that would leave the file stuck in processing/."""
+    value = ds.get(keyword, default)
+    try:
+        return int(value) if value not in (None, "") else default
+    except (TypeError, ValueError):
+        raise DicomReadError(f"malformed {keyword} {str(value)!r}: not an integer") from None
+
+
 def read_dicom(data: bytes) -> tuple[np.ndarray, int, dict]:
     """Decode one grey frame; return (pixels, bits stored, facts worth keeping)."""
     try:
@@ -61,11 +71,12 @@ def read_dicom(data: bytes) -> tuple[np.ndarray, int, dict]:
     photometric = str(ds.get("PhotometricInterpretation", ""))
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise DicomReadError(f"photometric interpretation {photometric or 'missing'}; an X-ray image is MONOCHROME1/2")
-    if int(ds.get("NumberOfFrames", 1) or 1) != 1:
-        raise DicomReadError(f"{ds.NumberOfFrames} frames in one file; one radiograph per file expected")
-    if int(ds.get("PixelRepresentation", 0)) != 0:
+    frames = _int_attr(ds, "NumberOfFrames", 1)
+    if frames != 1:
+        raise DicomReadError(f"{frames} frames in one file; one radiograph per file expected")
+    if _int_attr(ds, "PixelRepresentation", 0) != 0:
         raise DicomReadError("signed pixel data; X-ray detector images are unsigned")
-    bits = int(ds.get("BitsStored", ds.get("BitsAllocated", 0)) or 0)
+    bits = _int_attr(ds, "BitsStored", _int_attr(ds, "BitsAllocated", 0))
     if not 1 <= bits <= 16:
         raise DicomReadError(f"{bits} bits stored; 1..16 supported")
     try:

@@ -58,6 +58,7 @@ QUARANTINE_DIRNAME = "quarantine"
 DONE_DIRNAME = "done"
 LEDGER_FILENAME = "ledger.jsonl"
 TEMP_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload", ".filepart", ".swp", "~")
+NAME_MAX = 255  # bytes in one file name (ext4, xfs, btrfs, NTFS via ntfs-3g)
 LEDGER_MEMORY = 100_000  # sha256s of inspected files remembered for duplicate detection
 
 Recorded = Callable[[str], bool]
@@ -172,13 +173,17 @@ class FolderWatcher:
         return again
 
     # --- finding and claiming ----------------------------------------------------------
-    def next_claim(self, timeout_s: float, stop: threading.Event | None = None) -> Claim | None:
+    def next_claim(self, timeout_s: float, stop: threading.Event | None = None,
+                   held: Callable[[], bool] | None = None) -> Claim | None:
         """The next complete file, claimed and read; None when none settled within the timeout
-        (or ``stop`` was set)."""
+        (or ``stop`` was set, or ``held()`` became true: nothing is claimed while the station is
+        held, the file stays in the inbox for after the resume)."""
         if not self._opened:
             raise WatchedFolderError("the watched folder is not open")
         deadline = time.monotonic() + timeout_s
         while True:
+            if held is not None and held():
+                return None
             claim = self._resumed() or self._poll_once()
             if claim is not None:
                 return claim
@@ -254,6 +259,10 @@ class FolderWatcher:
         except FileNotFoundError:
             self._pending.pop(name, None)
             return None  # taken away by someone else: not ours
+        except OSError as exc:  # EACCES, EBUSY (a writer holding it): leave it, try again later
+            self._pending[name] = (sig, time.monotonic())
+            log.warning("%s cannot be taken from the inbox (%s); trying again", name, exc)
+            return None
         self._pending.pop(name, None)
         try:
             data = dst.read_bytes()
@@ -296,7 +305,7 @@ class FolderWatcher:
     def quarantine(self, claim: Claim, reason: str, **detail: object) -> Path:
         """Move an unusable file to quarantine/ with ``<file>.reason.json`` next to it."""
         with self._lock:
-            target = _free_name(self.quarantine_dir, claim.name)
+            target = _free_name(self.quarantine_dir, _quarantine_name(claim.name, claim.sha256))
             doc = {"file": claim.name, "quarantined_as": target.name, "reason": reason, "sha256": claim.sha256,
                    "bytes": len(claim.data), "at": _utc(), **detail}
             write_synced(target.with_name(target.name + ".reason.json"),
@@ -331,6 +340,17 @@ class FolderWatcher:
 
     def in_processing(self) -> list[str]:
         return sorted(p.name for p in self.processing.iterdir() if p.is_file())
+
+
+def _quarantine_name(name: str, sha256: str) -> str:
+    """``name``, or a shortened one (with part of its sha256) when ``name.N.reason.json``
+    would exceed NAME_MAX: a bad file with a long name must still reach quarantine/."""
+    if len(name.encode()) + len(".999.reason.json") <= NAME_MAX:
+        return name
+    ext = name.rsplit(".", 1)[-1][:16] if "." in name else "bin"
+    keep = NAME_MAX - len(".999.reason.json") - len(f"~{sha256[:12]}.{ext}")
+    stem = name.encode()[:keep].decode(errors="ignore")
+    return f"{stem}~{sha256[:12]}.{ext}"
 
 
 def _free_name(folder: Path, name: str) -> Path:

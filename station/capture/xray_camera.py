@@ -17,6 +17,7 @@ then moves the file out of ``processing/``: only a committed record finishes a f
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
@@ -38,6 +39,8 @@ from station.capture.dicom_io import DicomReadError, is_dicom, read_dicom
 from station.capture.replay_camera import decode_image
 from station.capture.tiff_io import TiffReadError, is_tiff, read_tiff
 from station.capture.watched_folder import Claim, FolderWatcher, Recorded, WatchedFolderError
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("tiff", "dicom", "png")
 EXTENSIONS = {"tiff": ("tif", "tiff"), "dicom": ("dcm", "dicom", "dic"), "png": ("png",)}
@@ -130,16 +133,23 @@ class XrayFolderCamera(CameraDriver):
         if not self._open or self._mode is None:
             raise CameraConfigError(f"{type(self).__name__} is not open and armed; open() and arm() first")
         try:
-            claim = self.watcher.next_claim(timeout_s, self._stop)
+            claim = self.watcher.next_claim(timeout_s, self._stop, self._held)
         except WatchedFolderError as exc:
             raise CameraDisconnected(f"{self.serial}: {exc}") from exc
+        if claim is None and self._held is not None and self._held():
+            raise CaptureTimeout(f"{self.serial}: the station is held; no file taken from {self.folder}")
         if claim is None:
             raise CaptureTimeout(f"{self.serial}: no new image in {self.folder} within {timeout_s:g} s")
         trigger_id = self._next_trigger_id()
         try:
             image, fmt, kind, facts = self.decode(claim)
         except BadImage as err:
-            where = self.watcher.quarantine(claim, err.reason, serial=self.serial)
+            try:
+                where = self.watcher.quarantine(claim, err.reason, serial=self.serial)
+            except OSError as exc:  # the file stays in processing/; a restart inspects it again
+                log.error("%s could not be quarantined: %s", claim.name, exc)
+                err.args = (f"{claim.name}: {err.reason} (could not be moved to quarantine/: {exc})",)
+                raise err from exc
             err.args = (f"{claim.name}: {err.reason} (moved to {where.parent.name}/{where.name})",)
             raise err
         self._last = (image.shape[1], image.shape[0], fmt)
@@ -150,7 +160,7 @@ class XrayFolderCamera(CameraDriver):
             meta[kind] = facts
         return Frame(image=image, pixel_format=fmt, camera_serial=self.serial, exposure_us=self.exposure_us,
                      gain_db=self.gain_db, trigger_id=trigger_id, device_timestamp_ns=claim.landed_ns,
-                     source=claim.name, meta=meta)
+                     source=claim.name, meta=meta, original=claim.data)
 
     def decode(self, claim: Claim) -> tuple[np.ndarray, str, str, dict]:
         """(image, pixel format, file format, facts) or :class:`BadImage` with ``reason``."""
@@ -187,6 +197,8 @@ class XrayFolderCamera(CameraDriver):
             raise _bad(str(exc)) from None
         except BadImage as exc:
             raise _bad(getattr(exc, "reason", str(exc))) from None
+        except Exception as exc:  # a decoder's own bug on odd input: still a bad file, with the why
+            raise _bad(f"cannot be decoded ({type(exc).__name__}: {exc})") from None
         if image.ndim != 2 and not (self.allow_colour and fmt == "BGR8"):
             raise _bad(f"colour image {image.shape}; an X-ray image is grey")
         fmt = self._expected_format(image, fmt)

@@ -24,13 +24,43 @@ from station.detect.base import DetectionResult, Detector
 
 @dataclass(frozen=True)
 class GreyWindow:
+    """Grey values ``low`` .. ``high`` (``low < high``): what the model sees (:meth:`apply`)
+    and what the screens show black .. white (:mod:`station.display_window`). One class, so
+    a recipe's window means the same to both; Qt-free."""
+
     low: int
     high: int
     _luts: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.low, (int, np.integer)) and isinstance(self.high, (int, np.integer))):
+            raise TypeError(f"window bounds must be integers, got {self.low!r}, {self.high!r}")
         if not (0 <= self.low < self.high <= 65535):
             raise ValueError(f"grey window needs 0 <= low < high <= 65535, got {self.low}..{self.high}")
+
+    @property
+    def width(self) -> int:
+        return self.high - self.low
+
+    @property
+    def level(self) -> float:
+        return (self.low + self.high) / 2.0
+
+    @classmethod
+    def from_level_width(cls, level: float, width: float, top: int) -> GreyWindow:
+        """The window centred on ``level``, ``width`` wide, kept inside 0..``top``.
+
+        A window pushed past an end keeps its width and slides back (the operator sees the
+        contrast they chose); one wider than the whole range becomes the whole range.
+        """
+        w = int(round(min(max(width, 1.0), float(top))))
+        low = int(round(level - w / 2.0))
+        low = min(max(low, 0), top - w)
+        return cls(low, low + w)
+
+    def text(self) -> str:
+        """How the screens show it: ``W 2000  L 3000`` (width and level, whole numbers)."""
+        return f"W {self.width}  L {self.level:.0f}"
 
     def _lut(self, dtype: np.dtype) -> np.ndarray:
         lut = self._luts.get(dtype)

@@ -95,11 +95,14 @@ def train_first_model(
     model_type: str = "variation",
     params: dict | None = None,
     preprocess: Callable[[np.ndarray], np.ndarray] | None = None,
+    grey_window: list[int] | None = None,
 ) -> str:
     """Train the first model from good parts aligned to the profile's reference; activate it.
 
     ``model_type`` is ``patchcore`` (the default anomaly model) or ``variation`` (the
-    golden-template model); ``params`` are that model's parameters.
+    golden-template model); ``params`` are that model's parameters. ``grey_window``
+    (``[low, high]``, the window ``preprocess`` applies) is kept in the model's dataset
+    facts: the model only means something on images seen through that window.
     """
     progress(f"training the {model_type} model from {count} good parts ...")
     # parts the calibration never saw, so the threshold is not fitted to the reference's own
@@ -127,7 +130,7 @@ def train_first_model(
     else:
         raise BootstrapError(f"cannot train a first model of type {model_type!r}")
     model_id = registry.save(model, dataset={"source": "bootstrap:good-parts", "count": len(images),
-                                             "calibration": profile.label})
+                                             "calibration": profile.label, "grey_window": grey_window})
     registry.set_active(model_id)
     progress(f"model {model_id} trained and active (threshold {model.threshold:.3f})")
     return model_id

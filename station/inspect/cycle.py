@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -188,6 +188,9 @@ class InspectionCycle:
         self._state_listeners: list[StateListener] = []
         self._inspection_listeners: list[InspectionListener] = []
         self.shadow = ShadowRunner(shadow, shadow_timeout_s, shadow_every) if shadow is not None else None
+        # A driver waiting for a part (a watched folder) must take nothing once suspended:
+        # the wait is cut short and _NothingLanded sends the loop back to wait for the resume.
+        camera.hold_when(lambda: bool(self._suspensions))
 
     # --- listeners ----------------------------------------------------------------------
     def add_state_listener(self, fn: StateListener) -> None:
@@ -397,10 +400,18 @@ class InspectionCycle:
 
     def _inspect_begun(self, part: PartContext, idle_ok: bool = False) -> InspectionOutcome:
         t_start = time.perf_counter()
+        if not part.recipe:  # a part source that knows no recipe: the one the cycle runs now
+            part = replace(part, recipe=self.context.recipe)
         out = InspectionOutcome(context=part, cycle=self.context, started_at=time.time(),
                                 trigger_mode=self.trigger_mode.value)
         try:
-            self._capture(out, idle_ok)
+            if part.recipe != self.context.recipe:
+                # never inspect a part with another recipe's spec and thresholds: no image is
+                # taken, the record says why (a switch raced the trigger)
+                out.fault = {"kind": "recipe_mismatch", "message": f"part {part.part_id} needs recipe "
+                             f"{part.recipe}, the station runs {self.context.recipe}"}
+            else:
+                self._capture(out, idle_ok)
             self._check_abort()
             if out.frame is not None:
                 self._set_state(CycleState.CHECKING)
@@ -442,6 +453,9 @@ class InspectionCycle:
             self._reconnect()
         except CaptureError as exc:
             out.fault = {"kind": exc.kind, "message": str(exc)}
+        except Exception as exc:  # a driver bug must not leave the cycle stuck in CAPTURING
+            log.exception("camera driver failed")
+            out.fault = {"kind": "driver_error", "message": f"{type(exc).__name__}: {exc}"}
         finally:
             out.timings_ms["capture"] = _ms(t0)
 

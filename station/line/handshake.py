@@ -124,8 +124,11 @@ class LineHandshake:
         self.interlock_source = interlock_source
         self.default_lot = runtime.cfg.station.lot
         self._lock = threading.RLock()
+        self._interlock_lock = threading.Lock()  # one interlock write at a time, suspend/resume included
         self._t0 = time.monotonic()
         self._busy = False
+        self._switching = False  # a recipe switch is in progress: no trigger may start
+        self._current: Ticket | None = None  # the accepted trigger not yet finished
         self._result_ready = False
         self._interlock = False
         self._trigger_seq = self._result_seq = self._recipe_seq = 0
@@ -152,7 +155,7 @@ class LineHandshake:
         with self._lock:
             suspensions = self.cycle.suspensions
             state = self.cycle.state
-            ready = (not self._busy and not self._result_ready and not self._closed
+            ready = (not self._busy and not self._switching and not self._result_ready and not self._closed
                      and state is CycleState.ARMED and not suspensions)
             return LineStatus(
                 cycle_state=state.value, trigger_ready=ready, result_ready=self._result_ready, busy=self._busy,
@@ -190,6 +193,7 @@ class LineHandshake:
             self._trigger_seq += 1
             ticket = Ticket(self._trigger_seq, request, started)
             self._busy = True
+            self._current = ticket
             refusal = self._refusal(request)
             if refusal is None:
                 try:
@@ -220,15 +224,21 @@ class LineHandshake:
 
     def select_recipe(self, key: int | str, who: str) -> RecipeAnswer:
         """Switch the active recipe for the next part (refused while an inspection runs)."""
-        with self._lock:
-            busy = self._busy
+        with self._lock:  # busy or switching: a trigger cannot start in between (it is refused)
+            busy = self._busy or self._switching
+            self._switching = self._switching or not busy
         if busy:
             answer = RecipeAnswer(ResultCode.NOT_READY, self.recipes.active, self.recipes.active_number,
-                                  "an inspection is running; select the recipe after its result")
+                                  "an inspection or a recipe switch is running; select the recipe after it")
             self.store.audit("recipe.refused", subject=str(key), actor=who,
                              payload={"requested": key, "code": int(answer.code), "message": answer.message})
         else:
-            answer = self.recipes.select(key, who)
+            self._notify()  # trigger_ready drops for the switch
+            try:
+                answer = self.recipes.select(key, who)
+            finally:
+                with self._lock:
+                    self._switching = False
         with self._lock:
             self._recipe_seq = (self._recipe_seq + 1) & 0xFFFF
             self._last_recipe = answer
@@ -244,22 +254,23 @@ class LineHandshake:
         if self.interlock_source not in ("any", source):
             log.warning("interlock write from %s ignored (line.interlock_source is %s)", source, self.interlock_source)
             return False
-        with self._lock:
-            changed = active != self._interlock
-            self._interlock = active
-        if not changed:
+        with self._interlock_lock:  # else a late suspend can land after a newer write's resume
+            with self._lock:
+                changed = active != self._interlock
+                self._interlock = active
+            if not changed:
+                return True
+            if active:
+                self.cycle.suspend(f"interlock open (door / shutter, from {source})", source=INTERLOCK_SOURCE)
+            else:
+                self.cycle.resume(source=INTERLOCK_SOURCE)
+            try:
+                self.store.audit("line.interlock", subject="open" if active else "closed", actor=f"plc:{source}",
+                                 payload={"active": active})
+            except Exception:
+                log.exception("could not audit the interlock change")
+            self._notify()
             return True
-        if active:
-            self.cycle.suspend(f"interlock open (door / shutter, from {source})", source=INTERLOCK_SOURCE)
-        else:
-            self.cycle.resume(source=INTERLOCK_SOURCE)
-        try:
-            self.store.audit("line.interlock", subject="open" if active else "closed", actor=f"plc:{source}",
-                             payload={"active": active})
-        except Exception:
-            log.exception("could not audit the interlock change")
-        self._notify()
-        return True
 
     def wait(self, ticket: Ticket, timeout_s: float | None = None) -> LineResult | None:
         """Block until the ticket's result is published (at most ``result_timeout_s`` + margin)."""
@@ -267,8 +278,14 @@ class LineHandshake:
         return ticket.result
 
     def close(self) -> None:
+        """Refuse new triggers, answer the one in progress (NOT_READY; its record is still
+        written), so no PLC or MES caller waits on a closing station; then stop the worker."""
         with self._lock:
             self._closed = True
+            waiting = self._current
+        if waiting is not None:
+            self._publish(waiting, self._error(waiting, ResultCode.NOT_READY,
+                                               "the station is closing; the inspection is recorded, not reported"))
         self._jobs.put(None)
         self._worker.join(timeout=30)
         try:
@@ -286,6 +303,8 @@ class LineHandshake:
                 return ResultCode.BAD_PART_DATA, f"{name} {text[:80]!r} is not printable ASCII of at most {MAX_TEXT}"
         if self._closed:
             return ResultCode.NOT_READY, "the line handshake is shutting down"
+        if self._switching:
+            return ResultCode.NOT_READY, "a recipe switch is in progress; trigger after it"
         suspensions = self.cycle.suspensions
         if suspensions:
             return ResultCode.SUSPENDED, "; ".join(suspensions.values())
@@ -321,9 +340,17 @@ class LineHandshake:
         if self._publish(ticket, self._error(ticket, ResultCode.TIMEOUT, f"no result within {limit:.0f} ms")):
             log.warning("trigger %d: no result within %.0f ms; answered TIMEOUT", ticket.seq, limit)
 
-    def _publish(self, ticket: Ticket, result: LineResult) -> bool:
+    def _finish(self, ticket: Ticket, result: LineResult) -> bool:
+        """The inspection's own answer: the station is free again *before* the answer is out,
+        so a PLC/MES that triggers right after reading it is not refused as busy."""
+        return self._publish(ticket, result, finished=True)
+
+    def _publish(self, ticket: Ticket, result: LineResult, finished: bool = False) -> bool:
         """Write the ticket's answer once; False when it was already answered (a timeout)."""
         with self._lock:
+            if finished and self._current is ticket:
+                self._busy = False
+                self._current = None
             if ticket.done.is_set():
                 return False
             if ticket.timer is not None:
@@ -340,7 +367,9 @@ class LineHandshake:
 
     def _end(self, ticket: Ticket) -> None:
         with self._lock:
-            self._busy = False
+            if self._current is ticket:  # not yet ended by its result (_publish finished=True)
+                self._busy = False
+                self._current = None
         self._notify()
 
     def _work_loop(self) -> None:
@@ -358,20 +387,20 @@ class LineHandshake:
         try:
             out = self.cycle.inspect(ctx)
         except SourceExhausted as exc:
-            self._publish(ticket, self._error(ticket, ResultCode.CAPTURE_FAULT, f"camera source exhausted: {exc}"))
+            self._finish(ticket, self._error(ticket, ResultCode.CAPTURE_FAULT, f"camera source exhausted: {exc}"))
             return
         except CycleBusy as exc:
-            self._publish(ticket, self._error(ticket, ResultCode.NOT_READY, str(exc)))
+            self._finish(ticket, self._error(ticket, ResultCode.NOT_READY, str(exc)))
             return
         except RuntimeError as exc:  # suspended or disarmed between the trigger and its claim
             code = ResultCode.SUSPENDED if self.cycle.suspensions else ResultCode.NOT_READY
-            self._publish(ticket, self._error(ticket, code, str(exc)))
+            self._finish(ticket, self._error(ticket, code, str(exc)))
             return
         except Exception as exc:  # the record could not be written: the cycle is FAULTED
             log.exception("inspection for trigger %d failed", ticket.seq)
-            self._publish(ticket, self._error(ticket, ResultCode.STATION_ERROR, str(exc)))
+            self._finish(ticket, self._error(ticket, ResultCode.STATION_ERROR, str(exc)))
             return
-        if not self._publish(ticket, self._from_outcome(ticket, out)):
+        if not self._finish(ticket, self._from_outcome(ticket, out)):
             self._report_late(ticket, out)
 
     def _from_outcome(self, ticket: Ticket, out: InspectionOutcome) -> LineResult:

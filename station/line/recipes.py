@@ -89,6 +89,9 @@ class RecipeSwitcher:
             return self._answer(ResultCode.UNKNOWN_RECIPE, f"unknown recipe {key!r} (configured: {known})")
         if recipe.name == self.active:
             return self._answer(ResultCode.NONE, f"recipe {recipe.name} is already active")
+        refused = self._window_refusal(recipe)
+        if refused is not None:
+            return self._answer(ResultCode.WINDOW_MISMATCH, refused)
         try:
             profile = self._profiles.latest(self._serial, recipe.name)
         except ProfileError as exc:
@@ -108,5 +111,21 @@ class RecipeSwitcher:
         previous, self.active = self.active, recipe.name
         return self._answer(ResultCode.NONE, f"switched from {previous} to {recipe.name} ({profile.label})")
 
+    def _window_refusal(self, recipe: RecipeConfig) -> str | None:
+        """Why ``recipe`` cannot run on the loaded model, or None. The model learnt the images
+        through one grey window; fed another, its scores mean nothing, so a recipe with a
+        different window needs a station (re)started with it, not a switch."""
+        window = getattr(self.runtime.cycle.detector, "window", None)
+        running = (window.low, window.high) if window is not None else None
+        wanted = (recipe.grey_window.low, recipe.grey_window.high) if recipe.grey_window is not None else None
+        if running == wanted:
+            return None
+        return (f"recipe {recipe.name} has grey window {_window_text(wanted)}, the running model was trained "
+                f"on {_window_text(running)}; start the station with recipe {recipe.name} instead")
+
     def _answer(self, code: ResultCode, message: str) -> RecipeAnswer:
         return RecipeAnswer(code, self.active, self.number_of(self.active), message)
+
+
+def _window_text(window: tuple[int, int] | None) -> str:
+    return "none" if window is None else f"{window[0]}..{window[1]}"

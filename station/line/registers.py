@@ -49,6 +49,7 @@ class ResultCode(enum.IntEnum):
     RECIPE_MISMATCH = 16  # the part's recipe number is not the active recipe: select it first
     NOT_CALIBRATED = 17  # the recipe has no calibration profile for this camera
     STATION_ERROR = 18  # the record could not be written (store error): the station faulted
+    WINDOW_MISMATCH = 19  # the recipe's grey window is not the one the running model was trained on
 
     @property
     def is_error(self) -> bool:
@@ -73,6 +74,7 @@ RESULT_CODE_TEXT = {
     ResultCode.RECIPE_MISMATCH: "the part's recipe number is not the active recipe (select it first)",
     ResultCode.NOT_CALIBRATED: "the recipe has no calibration profile for this camera",
     ResultCode.STATION_ERROR: "the record could not be written: the station faulted",
+    ResultCode.WINDOW_MISMATCH: "the recipe's grey window differs from the running model's (restart the station with that recipe)",
 }
 
 # Cycle state names as the PLC sees them (input register ``state``).

@@ -43,10 +43,12 @@ class LineService:
         return service
 
     def close(self) -> None:
+        # the handshake first: it answers a waiting Trigger call, so a server's stop is not
+        # held up by a method call waiting for its result
+        self.handshake.close()
         for server in reversed(self.servers):
             try:
                 server.close()
             except Exception:  # closing the station must go on
                 log.exception("closing %s failed", type(server).__name__)
         self.servers = []
-        self.handshake.close()

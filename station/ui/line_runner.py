@@ -109,7 +109,7 @@ class LineRunner:
         self._on_result = on_result
         self._on_error = on_error
         self._thumbnails = thumbnails
-        self._contexts = part_contexts(runtime.store, runtime.cfg.station.lot, runtime.cfg.recipe.name)
+        self._contexts = part_contexts(runtime.store, runtime.cfg.station.lot)
         self._wake = threading.Condition()
         self._running = False
         self._triggers = 0

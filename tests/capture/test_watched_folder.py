@@ -6,6 +6,7 @@ station's own cycle, a SQLite store in a temp dir; inspections are counted in th
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import threading
@@ -14,9 +15,11 @@ from dataclasses import replace
 
 import cv2
 import numpy as np
+import pydicom
 import pytest
 
 from station.capture.base import BadImage, CaptureTimeout, TriggerMode
+from station.capture.dicom_io import write_dicom
 from station.capture.sim_xray import SimXrayWriter, XrayPartRenderer
 from station.capture.tiff_io import write_tiff
 from station.capture.watched_folder import FolderWatcher
@@ -301,3 +304,96 @@ def test_replay_watched_folder_config_builds_this_driver_for_pngs(tmp_path):
     first, second = cam.grab(3.0), cam.grab(3.0)
     assert first.pixel_format == "BGR8" and np.array_equal(first.image, colour)
     assert second.pixel_format == "Mono16" and np.array_equal(second.image, deep)
+
+
+def _wait_for(cond, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return cond()
+
+
+def test_an_interlock_opened_while_waiting_for_a_file_takes_nothing_until_resume(tmp_path, model):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    cam = camera(inbox)
+    with StationStore(tmp_path / "data") as store:
+        cycle = make_cycle(cam, store, *model, timeout_s=30.0)  # the loop sits inside grab()
+        cycle.arm()
+        outs: list = []
+        runner = threading.Thread(target=lambda: outs.extend(cycle.run(contexts(), count=1)))
+        runner.start()
+        try:
+            assert _wait_for(lambda: cycle.state.value == "capturing")
+            cycle.suspend("door open", source="interlock")
+            write_file(inbox, "a.tif", write_tiff(radiograph(7)))
+            assert _wait_for(lambda: cycle.state.value == "suspended")
+            time.sleep(0.3)  # many settle times: a running watcher would have taken the file
+            assert store.count() == 0 and (inbox / "a.tif").exists() and cam.watcher.in_processing() == []
+            cycle.resume(source="interlock")
+            runner.join(timeout=10)
+            assert not runner.is_alive()
+        finally:
+            cycle.stop()
+            runner.join(timeout=10)
+        assert store.count() == 1 and recorded_files(store) == ["a.tif"]
+        assert [o.fault for o in outs] == [None]
+
+
+def _malformed_frames_dicom(image: np.ndarray) -> bytes:
+    """A DICOM whose NumberOfFrames (IS) is not a number: a detector's broken writer."""
+    ds = pydicom.dcmread(io.BytesIO(write_dicom(image)))
+    ds.NumberOfFrames = 1
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    good = b"\x28\x00\x08\x00IS\x02\x001 "
+    assert buf.getvalue().count(good) == 1
+    return buf.getvalue().replace(good, b"\x28\x00\x08\x00IS\x02\x00x ")
+
+
+def test_a_dicom_with_a_malformed_frame_count_is_quarantined_and_the_cycle_carries_on(tmp_path, model):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    cam = camera(inbox, formats=("tiff", "dicom"))
+    bad = _malformed_frames_dicom(radiograph(3))
+    long_name = "n" * 240 + ".dcm"  # its reason file's name would exceed NAME_MAX
+    with StationStore(tmp_path / "data") as store:
+        cycle = make_cycle(cam, store, *model)
+        cycle.arm()
+        write_file(inbox, "bad.dcm", bad)
+        first = next(cycle.run(contexts("A"), count=1))
+        write_file(inbox, long_name, bad)
+        second = next(cycle.run(contexts("B"), count=1))
+        write_file(inbox, "good.dcm", write_dicom(radiograph(4)))
+        third = next(cycle.run(contexts("C"), count=1))
+        assert [o.fault["kind"] for o in (first, second)] == ["bad_image", "bad_image"]
+        assert "NumberOfFrames" in first.fault["message"] and third.fault is None
+        assert store.count() == 3 and recorded_files(store) == ["good.dcm"]
+    reasons = cam.watcher.quarantined()
+    assert [r["file"] for r in reasons] == ["bad.dcm", long_name]
+    assert all("NumberOfFrames" in r["reason"] for r in reasons)
+    for r in reasons:
+        assert (inbox / "quarantine" / r["quarantined_as"]).read_bytes() == bad
+    assert cam.watcher.in_processing() == [] and cycle.state.value == "armed"
+
+
+def test_the_recorder_stores_the_bytes_that_were_claimed_not_the_file_as_it_is_later(tmp_path, model):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    cam = camera(inbox)
+    data = write_tiff(radiograph(9))
+    with StationStore(tmp_path / "data") as store:
+        cycle = make_cycle(cam, store, *model)
+
+        def meddle(old, new):  # someone edits the claimed file while the part is being checked
+            if new.value == "checking":
+                (path,) = list(cam.watcher.processing.iterdir())
+                path.write_bytes(b"overwritten")
+
+        cycle.add_state_listener(meddle)
+        cycle.arm()
+        write_file(inbox, "m.tif", data)
+        out = next(cycle.run(contexts(), count=1))
+        doc = store.get(out.inspection_id)
+        assert (store.data_dir / doc["meta"]["original"]["stored"]).read_bytes() == data
+        assert "data" not in doc["meta"]["original"]

@@ -38,6 +38,10 @@ def test_xray_demo_station_records_16_bit_radiographs_and_resumes(tmp_path):
     try:
         outs = list(rt.run(count=6))
         assert isinstance(rt.detector, WindowedDetector)
+        from station.detect.registry import ModelRegistry
+
+        registry = ModelRegistry(data_dir / "models")  # the model says which window it learnt
+        assert registry.info(registry.active()).meta["dataset"]["grey_window"] == [14000, 40000]
     finally:
         rt.close()
     assert len(outs) == 6 and all(o.fault is None for o in outs)
@@ -86,6 +90,18 @@ def test_grey_window_maps_low_high_onto_the_full_range_and_clips():
         GreyWindow(3000, 3000)
     with pytest.raises(ValueError, match="float32"):
         w.apply(np.zeros((2, 2), np.float32))
+
+
+def test_the_screens_and_the_model_share_one_grey_window():
+    from station.display_window import GreyWindow as ShownWindow
+
+    assert ShownWindow is GreyWindow  # one class: a recipe's window means the same everywhere
+    w = GreyWindow.from_level_width(2000, 1000, 4095)
+    assert (w.low, w.high, w.width, w.level) == (1500, 2500, 1000, 2000.0) and w.to_json() == [1500, 2500]
+    with pytest.raises(ValueError, match="low < high"):
+        GreyWindow(0, 70000)
+    with pytest.raises(TypeError):
+        GreyWindow(0.5, 10)
 
 
 def test_bad_xray_config_names_the_key(tmp_path):

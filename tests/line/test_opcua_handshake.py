@@ -141,3 +141,29 @@ def test_bad_part_text_over_opcua_is_refused_with_a_code(mes_station):
     result_id, _, code, msg = mes.call("Trigger", "bad\x07part", "")
     assert (result_id, code) == ("", ResultCode.BAD_PART_DATA) and "printable" in msg
     assert rt.store.count() == 0
+
+
+def test_closing_the_line_answers_a_trigger_call_that_waits_for_its_result(make_line_station):
+    from test_modbus_handshake import _SlowDetector
+
+    rt = make_line_station(modbus=False, opcua=True)
+    mes = MesClient(rt.opcua_port)
+    slow = _SlowDetector(rt.cycle.detector, delay_s=1.5)
+    rt.cycle.detector = slow
+    answers: list = []
+    caller = threading.Thread(target=lambda: answers.append(mes.call("Trigger", "CLOSE-1", "LOT-C")))
+    caller.start()
+    try:
+        assert slow.entered.wait(10)
+        line, rt.line = rt.line, None
+        line.close()  # the waiting MES call is answered first, then the server stops
+        caller.join(timeout=15)
+        assert not caller.is_alive()
+        ((_result_id, _verdict, code, message),) = answers
+        assert code == ResultCode.NOT_READY and "closing" in message
+    finally:
+        try:
+            mes.close()
+        except Exception:  # the server is gone: the session cannot be closed politely
+            pass
+    assert rt.store.count() == 1  # the inspection itself was finished and recorded

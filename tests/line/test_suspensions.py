@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 
 from cloudsync.disk_guard import DiskGuard
 from station.inspect.states import CycleState
@@ -39,3 +41,33 @@ def test_the_disk_guard_resuming_leaves_an_open_interlock_in_place(make_line_sta
         assert rt.cycle.state is CycleState.ARMED
     finally:
         guard.close()
+
+
+
+
+
+def test_concurrent_interlock_writes_ending_closed_leave_the_cycle_running(make_line_station):
+    """Door open, then door closed at once from another client while the first write is still
+    on its way into the cycle (a busy box); the door ends closed: the cycle must not stay held."""
+    rt = make_line_station(modbus=True)
+    hs = rt.line.handshake
+    real_suspend = rt.cycle.suspend
+
+    def slow_suspend(*args, **kwargs):  # the real suspend, reached late
+        time.sleep(0.05)
+        real_suspend(*args, **kwargs)
+
+    rt.cycle.suspend = slow_suspend
+    stuck = []
+    for round_ in range(8):
+        threads = [threading.Thread(target=hs.set_interlock, args=(a, "modbus")) for a in (True, False)]
+        threads[0].start()
+        time.sleep(0.01)  # "open" has been taken, its suspend is on its way
+        threads[1].start()
+        for t in threads:
+            t.join(timeout=30)
+        hs.set_interlock(False, "modbus")  # the last word: the door is closed
+        if "interlock" in rt.cycle.suspensions:
+            stuck.append(round_)
+            rt.cycle.resume(source="interlock")
+    assert stuck == [] and rt.cycle.state is CycleState.ARMED and hs.status().interlock is False
