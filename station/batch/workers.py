@@ -87,13 +87,21 @@ def load_item(item: ImageItem, s3) -> tuple[Any, dict[str, Any] | None]:
 
 def inspect_stream(inspector: BatchInspector, items: Iterable[ImageItem], emit: Callable[[Row], None],
                    s3=None) -> None:
-    """Inspect ``items`` in order, reading/decoding the next ones on a helper thread."""
+    """Inspect ``items`` in order, reading/decoding the next ones on a helper thread.
+
+    If ``emit`` fails (a full disk, a closed pipe), the reader is stopped and joined before
+    the error goes up: a process must not exit while that thread is inside native decode
+    code (the C++ runtime aborts the interpreter at exit, exit -6, instead of the clear
+    error the caller prints)."""
     ready: queue.Queue = queue.Queue(maxsize=PREFETCH)
     failure: list[BaseException] = []
+    halt = threading.Event()
 
     def produce() -> None:
         try:
             for item in items:
+                if halt.is_set():
+                    return
                 ready.put((item, *load_item(item, s3)))
         except BaseException as exc:  # the item source itself broke: surface it in the caller
             failure.append(exc)
@@ -102,14 +110,23 @@ def inspect_stream(inspector: BatchInspector, items: Iterable[ImageItem], emit: 
 
     reader = threading.Thread(target=produce, name="batch-read", daemon=True)
     reader.start()
-    while (got := ready.get()) is not None:
-        item, loaded, info = got
-        try:
-            row = inspector.inspect(item, loaded, info)
-        except Exception as exc:  # never lose the image: it gets a row saying what broke
-            row = error_row(item, f"inspection_error: {type(exc).__name__}: {exc}",
-                            run_id=inspector.run_id, shard=inspector.shard)
-        emit(row)
+    try:
+        while (got := ready.get()) is not None:
+            item, loaded, info = got
+            try:
+                row = inspector.inspect(item, loaded, info)
+            except Exception as exc:  # never lose the image: it gets a row saying what broke
+                row = error_row(item, f"inspection_error: {type(exc).__name__}: {exc}",
+                                run_id=inspector.run_id, shard=inspector.shard)
+            emit(row)
+    except BaseException:
+        halt.set()
+        while reader.is_alive():  # unblock a reader waiting on the full queue, then join it
+            try:
+                ready.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        raise
     reader.join()
     if failure:
         raise failure[0]
