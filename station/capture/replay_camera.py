@@ -152,25 +152,20 @@ class ReplayCamera(CameraDriver):
             return False
         return self.pattern is None or fnmatch.fnmatch(name, self.pattern)
 
-    def _signatures(self) -> dict[Path, tuple]:
-        out = {}
+    def _list(self) -> list[Path]:
+        """The folder's images in natural order (part2 before part10)."""
         try:
             entries = list(os.scandir(self.folder))
         except OSError as exc:
             raise CameraDisconnected(f"{self.serial}: cannot list {self.folder}: {exc}") from exc
+        files = []
         for e in entries:
-            if not self._wanted(e.name):
-                continue
             try:
-                st = e.stat()
+                if self._wanted(e.name) and e.is_file():
+                    files.append(Path(e.path))
             except OSError:
-                continue  # vanished between listing and stat
-            if e.is_file():
-                out[Path(e.path)] = (st.st_size, st.st_mtime_ns, st.st_ino)
-        return out
-
-    def _list(self) -> list[Path]:
-        return sorted((p for p in self._signatures()), key=lambda p: _natural_key(p.name))
+                continue  # vanished between listing and the check
+        return sorted(files, key=lambda p: _natural_key(p.name))
 
     def _probe_first(self) -> tuple[int, int, str] | None:
         """Size and format of the first usable file, so describe() can tell before a grab."""
