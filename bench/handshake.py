@@ -26,13 +26,11 @@ read medians and ratios, not single runs.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -43,8 +41,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "line"))
 
-from asyncua import Client  # noqa: E402
-from plc import SimPlc  # noqa: E402
+from plc import MesClient, SimPlc  # noqa: E402
 
 from servers import free_ports  # noqa: E402
 from station.capture.base import PartContext  # noqa: E402
@@ -100,39 +97,11 @@ def _ms_text(value: float | None) -> str:
     return "    n/a" if value is None else f"{value:7.1f}"
 
 
-class OpcUaMes:
-    """An asyncua client calling ``Trigger`` (on its own event loop, one call at a time)."""
-
-    def __init__(self, port: int) -> None:
-        # the client's loop runs all the time in its own thread: asyncua's keep-alive must not
-        # stall while the other paths are measured, or the server drops the session
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.client = Client(f"opc.tcp://127.0.0.1:{port}/linestation", timeout=10)
-        self.run(self._connect())
-
-    def run(self, coro):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
-
-    async def _connect(self) -> None:
-        await self.client.connect()
-        idx = await self.client.get_namespace_index(NS)
-        self.obj = await self.client.nodes.objects.get_child([f"{idx}:LineStation"])
-        self.method = await self.obj.get_child([f"{idx}:Trigger"])
-
-    def trigger(self, part_id: str) -> tuple[float, int]:
-        t0 = time.perf_counter()
-        _rid, _verdict, code, _msg = self.run(self.obj.call_method(self.method, part_id, "BENCH"))
-        return (time.perf_counter() - t0) * 1000.0, int(code)
-
-    def close(self) -> None:
-        try:
-            self.run(self.client.disconnect())
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(5)
-            self.loop.close()
+def opcua_trigger(mes: MesClient, part_id: str) -> tuple[float, int]:
+    """One MES Trigger call (it waits for the result): (ms, result code)."""
+    t0 = time.perf_counter()
+    _rid, _verdict, code, _msg = mes.call("Trigger", part_id, "BENCH")
+    return (time.perf_counter() - t0) * 1000.0, int(code)
 
 
 def inspect_direct(rt: StationRuntime, part_id: str) -> float:
@@ -144,7 +113,7 @@ def inspect_direct(rt: StationRuntime, part_id: str) -> float:
 def measure(rt: StationRuntime, modbus_port: int, opcua_port: int, n: int, poll_s: float) -> dict[str, list[float]]:
     """Round robin (direct, Modbus, OPC UA) per part, so every path sees the same machine load."""
     plc = SimPlc(modbus_port, poll_s=poll_s)
-    mes = OpcUaMes(opcua_port)
+    mes = MesClient(opcua_port, NS)
     out: dict[str, list[float]] = {k: [] for k in ("baseline", "modbus", "modbus_station", "opcua",
                                                    "modbus_minus_baseline", "opcua_minus_baseline")}
     codes: list[int] = []
@@ -153,7 +122,7 @@ def measure(rt: StationRuntime, modbus_port: int, opcua_port: int, n: int, poll_
             base = inspect_direct(rt, f"BASE-{i:05d}")
             res = plc.inspect(f"MB-{i:05d}", "BENCH")
             station_side = rt.line.handshake.status().last_result.latency_ms  # trigger received -> published
-            ua_ms, ua_code = mes.trigger(f"UA-{i:05d}")
+            ua_ms, ua_code = opcua_trigger(mes, f"UA-{i:05d}")
             out["baseline"].append(base)
             out["modbus"].append(res.latency_ms)
             out["modbus_station"].append(station_side)

@@ -1,4 +1,5 @@
-"""A PLC's side of the handshake, over a real pymodbus client (tests and bench/handshake.py).
+"""The line's side of the handshake, for the tests and bench/handshake.py: a PLC over a real
+pymodbus client (:class:`SimPlc`) and an MES over a real asyncua client (:class:`MesClient`).
 
 It does what a PLC program does: write the part's registers, raise the trigger, poll
 ``result_ready`` every ``poll_s`` (a PLC scans its Modbus master every few ms), read the
@@ -11,8 +12,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from asyncua import Client, ua
 from pymodbus.client import ModbusTcpClient
 
+from station.line.loop_thread import LoopThread
 from station.line.registers import BY_NAME, Table, pack_string, table_size, unpack_string
 
 UNIT = 1
@@ -104,3 +107,47 @@ class SimPlc:
             time.sleep(self.poll_s)
         self.coil("select_recipe", False)
         return int(ir["recipe_status"])
+
+
+class MesClient:
+    """A synchronous face over an asyncua client whose loop runs all the time in its own
+    thread (so asyncua's keep-alive never stalls and the server keeps the session)."""
+
+    def __init__(self, port: int, namespace: str) -> None:
+        self._loop = LoopThread("mes-client")
+        self._loop.start()
+        self.client = Client(f"opc.tcp://127.0.0.1:{port}/linestation", timeout=10)
+        self.run(self.client.connect())
+        self.idx = self.run(self.client.get_namespace_index(namespace))
+        self.obj = self.run(self.client.nodes.objects.get_child([f"{self.idx}:LineStation"]))
+        self._methods: dict[str, object] = {}
+
+    def run(self, coro):
+        return self._loop.run(coro, 30)
+
+    def node(self, *path: str):
+        return self.run(self.obj.get_child([f"{self.idx}:{p}" for p in path]))
+
+    def read(self, *path: str):
+        return self.run(self.node(*path).read_value())
+
+    def write(self, value, vtype, *path: str) -> None:
+        self.run(self.node(*path).write_value(ua.DataValue(ua.Variant(value, vtype))))
+
+    def call(self, method: str, *args):
+        """Call a method of the station object (its node looked up once, not per call)."""
+        if method not in self._methods:
+            self._methods[method] = self.node(method)
+        return self.run(self.obj.call_method(self._methods[method], *args))
+
+    def wait_for(self, predicate, timeout_s: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not predicate():
+            assert time.monotonic() < deadline, "condition not reached"
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        try:
+            self.run(self.client.disconnect())
+        finally:
+            self._loop.stop()

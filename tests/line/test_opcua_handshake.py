@@ -1,61 +1,17 @@
 """The MES side over OPC UA: a real asyncua client against the station's own OPC UA server."""
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import threading
-import time
 
 import pytest
-from asyncua import Client, ua
+from asyncua import ua
+from plc import MesClient
 
 from station.line.registers import ResultCode
 
 NS = "urn:test:line"
-
-
-class MesClient:
-    """A synchronous face over an asyncua client on its own event loop (one per test)."""
-
-    def __init__(self, port: int) -> None:
-        # the loop runs all the time in its own thread, so asyncua's keep-alive never stalls
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.client = Client(f"opc.tcp://127.0.0.1:{port}/linestation", timeout=10)
-        self.run(self.client.connect())
-        self.idx = self.run(self.client.get_namespace_index(NS))
-        self.obj = self.run(self.client.nodes.objects.get_child([f"{self.idx}:LineStation"]))
-
-    def run(self, coro):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
-
-    def node(self, *path: str):
-        return self.run(self.obj.get_child([f"{self.idx}:{p}" for p in path]))
-
-    def read(self, *path: str):
-        return self.run(self.node(*path).read_value())
-
-    def write(self, value, vtype, *path: str) -> None:
-        self.run(self.node(*path).write_value(ua.DataValue(ua.Variant(value, vtype))))
-
-    def call(self, method: str, *args):
-        return self.run(self.obj.call_method(f"{self.idx}:{method}", *args))
-
-    def wait_for(self, predicate, timeout_s: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not predicate():
-            assert time.monotonic() < deadline, "condition not reached"
-            time.sleep(0.02)
-
-    def close(self) -> None:
-        try:
-            self.run(self.client.disconnect())
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(5)
-            self.loop.close()
 
 
 @pytest.fixture
@@ -64,7 +20,7 @@ def mes_station(make_line_station):
 
     def make(**kw):
         rt = make_line_station(modbus=False, opcua=True, **kw)
-        mes = MesClient(rt.opcua_port)
+        mes = MesClient(rt.opcua_port, NS)
         clients.append(mes)
         return rt, mes
 
@@ -147,7 +103,7 @@ def test_closing_the_line_answers_a_trigger_call_that_waits_for_its_result(make_
     from test_modbus_handshake import _SlowDetector
 
     rt = make_line_station(modbus=False, opcua=True)
-    mes = MesClient(rt.opcua_port)
+    mes = MesClient(rt.opcua_port, NS)
     slow = _SlowDetector(rt.cycle.detector, delay_s=1.5)
     rt.cycle.detector = slow
     answers: list = []
