@@ -222,7 +222,7 @@ def submit_from_cli(args: argparse.Namespace, opts: Any) -> int:
         if opts.compare or opts.resume or args.shard is not None:
             raise SubmitError("--compare, --resume and --shard are for local runs, not --executor aws-batch")
         target = target_from(args, cfg)
-        child_options = ["--workers", str(opts.workers), "--threads", str(opts.threads),
+        child_options = ["--workers", "auto" if opts.workers is None else str(opts.workers), "--threads", str(opts.threads),
                          "--recipe", opts.recipe, "--station", opts.station]
         if opts.lot:
             child_options += ["--lot", opts.lot]

@@ -37,7 +37,7 @@ from station.batch.progress import ProgressLine
 from station.batch.rows import utc_now_iso
 from station.batch.s3io import S3Access, S3AccessError
 from station.batch.summary import format_matrix, merge, summarize
-from station.batch.workers import WorkerFailed, WorkerPool, WorkerSpec, run_in_process
+from station.batch.workers import WorkerFailed, WorkerPool, WorkerSpec, auto_workers, run_in_process
 
 log = logging.getLogger(__name__)
 UPLOAD_EVERY_S = 120.0
@@ -54,7 +54,7 @@ class BatchOptions:
     data_dir: Path
     out: str = "batch-results"
     query: RecordQuery | None = None
-    workers: int = 1
+    workers: int | None = 1  # None: auto_workers (one per core, fewer for a short run)
     threads: int = 1
     processes: bool | None = None  # None: worker processes when workers > 1
     resume: bool = False
@@ -129,7 +129,7 @@ def _profiles(opts: BatchOptions, recipes: set[str]) -> dict[str, ProfileRef | N
 def _check_options(opts: BatchOptions) -> None:
     if opts.shards < 1 or not 0 <= opts.shard < opts.shards:
         raise BatchError(f"--shard {opts.shard} is not in 0..{opts.shards - 1} (--shards {opts.shards})")
-    if opts.workers < 1 or opts.threads < 1:
+    if (opts.workers is not None and opts.workers < 1) or opts.threads < 1:
         raise BatchError("--workers and --threads must be >= 1")
     if opts.date is not None:
         check_date(opts.date)
@@ -184,12 +184,13 @@ def run_batch(opts: BatchOptions, stop: threading.Event | None = None) -> BatchR
         _say(opts, f"repaired {r.path.name}: cut a torn last line ({r.dropped_bytes} bytes)")
     pending = [i for i in mine if i.image_id not in done]
     recipes = {i.recipe for i in mine}
+    workers = opts.workers or auto_workers(len(pending), opts.threads)
     profiles = _profiles(opts, recipes)
     spec = WorkerSpec(model=model, profiles=profiles, policy=dict(opts.policy), run_id=run_id,
                       shard=opts.shard, threads=opts.threads, s3=opts.s3)
     _say(opts, f"run {run_id} shard {opts.shard}/{opts.shards}: {len(mine)} of {len(items)} image(s), "
                f"{len(mine) - len(pending)} already done; model {model.model_id} v{model.model_version}; "
-               f"{opts.workers} worker(s); results in {out_loc}")
+               f"{workers} worker(s); results in {out_loc}")
 
     started_at, t0 = utc_now_iso(), time.perf_counter()
     writer = ResultWriter(output.root, run_id, opts.shard, date)
@@ -217,9 +218,9 @@ def run_batch(opts: BatchOptions, stop: threading.Event | None = None) -> BatchR
     failed = None
     rate_from: float | None = None
     try:
-        use_pool = opts.processes if opts.processes is not None else opts.workers > 1
+        use_pool = opts.processes if opts.processes is not None else workers > 1
         if pending and use_pool:  # (nothing pending - a finished run resumed - loads no model)
-            pool = WorkerPool(spec, opts.workers)
+            pool = WorkerPool(spec, workers)
             try:
                 pool.run(pending, emit, stop)
             finally:
@@ -243,7 +244,7 @@ def run_batch(opts: BatchOptions, stop: threading.Event | None = None) -> BatchR
         interrupted=stop.is_set(), failed=failed, model=model.to_json(), inputs=described,
         images_listed=len(mine), inspected_this_session=len(new_rows), resumed_from=len(done),
         spec_profiles={r: (p.identity if p else None) for r, p in profiles.items()},
-        workers=opts.workers, threads=opts.threads, elapsed_s=round(elapsed, 3),
+        workers=workers, threads=opts.threads, elapsed_s=round(elapsed, 3),
         images_per_s=round(len(new_rows) / elapsed, 3) if elapsed > 0 else None,
         images_per_s_after_start=round(after_start / busy, 3) if busy > 0 and after_start else None,
         started_at=started_at, finished_at=utc_now_iso(),

@@ -3,10 +3,13 @@ inference.
 
 Inside a worker a reader thread reads and decodes the next images (file or S3 reads and
 ``cv2.imdecode`` release the GIL) while the main thread runs the cycle on the current one.
-Each worker gives onnxruntime, OpenCV and BLAS one thread by default (``threads``), so N
-workers use N cores instead of fighting over them. Processes are started with ``spawn``
-(no inherited onnxruntime / BLAS thread pools or locks). ``workers == 1`` runs the same
-loop in the calling process (no start-up cost).
+Each worker gives onnxruntime, OpenCV and numpy's BLAS (the PatchCore nearest-neighbour
+products) ``threads`` threads, 1 by default, so N workers use N cores instead of fighting
+over them; that holds for the in-process worker too (``threadpool_limits``: an unlimited
+BLAS pool there would spin on every core and make ``--workers 1 --threads 1`` mean
+neither). Processes are started with ``spawn`` (no inherited onnxruntime / BLAS thread
+pools or locks). ``workers == 1`` runs the same loop in the calling process (no start-up
+cost).
 
 Workers send rows back; only the parent writes results, so the ledger has one writer.
 """
@@ -25,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from threadpoolctl import threadpool_limits
+
 from station.aws_client import AwsEndpoint
 from station.batch.engine import BatchInspector, ReadError, image_info
 from station.batch.inputs import ImageItem
@@ -39,6 +44,25 @@ THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 PREFETCH = 2  # decoded images waiting per worker (1.3 MP Mono8: ~1.3 MB each)
 
 Row = dict[str, Any]
+
+
+IMAGES_PER_EXTRA_WORKER = 100  # a spawned worker costs ~1-2 s to start (imports, model)
+
+
+def usable_cpus() -> int:
+    """Cores this process may run on (its affinity mask, e.g. a container's cpuset)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def auto_workers(pending: int, threads: int = 1) -> int:
+    """``--workers auto``: one worker per ``threads`` cores, but no more than one per
+    ``IMAGES_PER_EXTRA_WORKER`` images - a short run is done before a second process has
+    started (on 2 cores, 2 workers pay off from ~100 images on)."""
+    by_cores = max(1, usable_cpus() // max(1, threads))
+    return max(1, min(by_cores, pending // IMAGES_PER_EXTRA_WORKER))
 
 
 class WorkerFailed(RuntimeError):
@@ -149,6 +173,7 @@ def worker_main(spec: WorkerSpec, tasks: Any, results: Any) -> None:
     import cv2
 
     cv2.setNumThreads(spec.threads)
+    threadpool_limits(limits=spec.threads)  # THREAD_ENV set it at import; this covers any other BLAS
     pid = os.getpid()
     try:
         inspector = spec.build()
@@ -272,7 +297,8 @@ def run_in_process(spec: WorkerSpec, items: Iterable[ImageItem], emit: Callable[
     previous = cv2.getNumThreads()
     cv2.setNumThreads(spec.threads)
     try:
-        inspect_stream(inspector, itertools.takewhile(lambda _: not stop.is_set(), items), emit, _s3_for(spec))
+        with threadpool_limits(limits=spec.threads):  # restored on return (tests, the bench)
+            inspect_stream(inspector, itertools.takewhile(lambda _: not stop.is_set(), items), emit, _s3_for(spec))
     finally:
         cv2.setNumThreads(previous)
     return ready_at

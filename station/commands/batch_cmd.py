@@ -29,8 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="folder, glob, s3://bucket/prefix, or 'record' (the local record; the default)")
     p.add_argument("--model", required=True, help="model id in the data dir's registry, 'active', or a model directory")
     p.add_argument("--out", default="batch-results", help="output folder or s3://bucket/prefix (default ./batch-results)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    p.add_argument("--threads", type=int, default=1, help="onnxruntime/OpenCV threads per worker (default 1)")
+    p.add_argument("--workers", type=_workers, default=None, metavar="N|auto",
+                   help="worker processes (default auto: one per core, fewer for a run under ~100 images per core)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="onnxruntime/OpenCV/BLAS threads per worker (default 1)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run (the latest, or --run-id)")
     p.add_argument("--run-id", default=None, help="name of the run (default: generated; AWS Batch: the job id)")
     p.add_argument("--date", default=None, help="date partition YYYY-MM-DD (default: the run's start, UTC)")
@@ -60,6 +62,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     add_aws_batch_arguments(p)  # --job-queue, --job-definition, ... (station/batch/aws_batch.py)
     p.set_defaults(func=run)
+
+
+def _workers(text: str) -> int | None:
+    """``--workers``: a count >= 1, or ``auto`` (None: decided from the cores and the run's size)."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor 'auto'") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be >= 1 (or 'auto')")
+    return n
 
 
 def parse_since(text: str | None, now: datetime | None = None) -> datetime | None:
