@@ -152,12 +152,18 @@ def merge_run(out: str, run_id: str | None, *, data_dir: Path, s3: S3Access | No
     merged["shards"] = expected
     merged["missing_shards"] = [i for i in range(expected) if i not in present]
     merged["complete"] = merged["complete"] and not merged["missing_shards"]
+    settings = manifest.get("settings")  # what every shard inspected with (run.json, not this machine)
+    merged["settings"] = settings
     stats: dict[str, int] = {}
     rows = read_run_rows(output, run_id, stats)
     heat: HeatmapFn | None = detector_heatmaps(detector) if detector is not None else None
     meta = {"run_id": run_id, "shards": expected, "missing shards": merged["missing_shards"] or "none",
             "complete": merged["complete"], "model": manifest.get("model"), "inputs": manifest.get("inputs"),
             "output": str(loc)}
+    if settings:
+        meta["decision policy"] = settings.get("policy")
+        meta["spec checks"] = ({r: (d or {}).get("identity") for r, d in settings.get("profiles", {}).items()}
+                               if settings.get("spec") else "off")
     path = write_report(rows, (output.root / report_key(run_id)).parent, title=title or f"Batch run {run_id}",
                         metadata=meta, worst_n=worst_n, load_image=image_loader(output.s3), heatmap_for=heat)
     output.upload_file(report_key(run_id), "text/html")

@@ -63,6 +63,14 @@ class RunOutput:
                 return None
         return None
 
+    def read_bytes(self, key: str) -> bytes:
+        """A file of the run: the local copy, else (S3 outputs) the object; OSError /
+        S3AccessError when neither exists."""
+        path = self.root / key
+        if path.is_file() or self.s3 is None:
+            return path.read_bytes()
+        return self.s3.get(self.out.bucket, self.out.s3_key(key))
+
     def write_json(self, key: str, doc: dict[str, Any]) -> None:
         write_json_local(self.root / key, doc)
         if self.s3 is not None:
