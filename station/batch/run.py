@@ -1,6 +1,6 @@
 """One batch run (or one shard of it), start to finish.
 
-resolve the model -> the run's settings and images (from its manifest
+resolve the model -> lock the shard -> the run's settings and images (from its manifest
 when it exists: an AWS run's submitter wrote them) -> claim the manifest -> keep this
 shard's -> read back what this shard already wrote (``--resume``; torn tail repaired) ->
 inspect the rest in workers, appending each row durably -> shard summary, merged summary, report,
@@ -48,6 +48,7 @@ from station.batch.settings import (
     settings_of_manifest,
     with_profiles,
 )
+from station.batch.shard_lock import ShardLock, ShardLocked
 from station.batch.summary import format_matrix, merge, summarize
 from station.batch.workers import WorkerFailed, WorkerPool, WorkerSpec, run_in_process
 
@@ -197,7 +198,8 @@ def _run_settings(opts: BatchOptions, manifest: dict[str, Any] | None, where: st
 
 def run_batch(opts: BatchOptions, stop: threading.Event | None = None) -> BatchResult:
     """Run one shard of a batch; raises BatchError / InputError / ModelChoiceError before
-    any image is inspected when the run cannot start."""
+    any image is inspected when the run cannot start (another process on the same run and
+    shard included: it holds the shard's lock)."""
     stop = stop or threading.Event()
     _check_options(opts)
     out_loc = OutLocation.parse(opts.out)
@@ -213,7 +215,12 @@ def run_batch(opts: BatchOptions, stop: threading.Event | None = None) -> BatchR
         _say(opts, f"resuming run {run_id}")
     run_id = check_run_id(run_id or new_run_id())
     output.bind(run_id)
-    return _run_locked(opts, stop, output, out_loc, s3, model, run_id)
+    try:
+        lock = ShardLock.acquire(output.root, run_id, opts.shard)
+    except ShardLocked as exc:
+        raise BatchError(str(exc)) from None
+    with lock:  # held until the shard's files are written and uploaded
+        return _run_locked(opts, stop, output, out_loc, s3, model, run_id)
 
 
 def _run_locked(opts: BatchOptions, stop: threading.Event, output: RunOutput, out_loc: OutLocation,
