@@ -6,25 +6,27 @@ What the submitter does, in order, so that nothing is submitted that cannot run:
    folders or record) and lists them: no image, no job;
 2. uploads the model to ``s3://BUCKET/models/<model_id>/<version>/`` (skipped when the
    same model is there; :mod:`station.batch.model_uri`);
-3. writes the run under ``s3://.../runs/<run_id>/``: the calibration profiles a local run
+3. writes the run's manifest under ``--out`` (``summary/run=<run_id>/``): the calibration profiles a local run
    would check against (:mod:`station.batch.profiles`), the image listing it counted, and
    ``run.json`` naming both by sha256 plus the inspection settings (station, recipe, lot,
    decision policy of ``--config``, spec on/off; :mod:`station.batch.settings`). Children
    take all of these from the manifest, so they inspect exactly the listed images exactly
    as a local run would;
 4. submits the array job: ``arrayProperties.size = N``, each child running
-   ``linestation batch INPUTS --model s3://... --out s3://.../runs/<run_id>/ --shards N
+   ``linestation batch INPUTS --model s3://... --out s3://BUCKET/PREFIX/ --shards N
    --run-id <run_id> --date D --resume`` (a retried child carries on from its last upload)
    and taking its shard from ``AWS_BATCH_JOB_ARRAY_INDEX`` (one shard: a plain job, as
    Batch arrays need 2..10000 children);
 5. submits the merge job, ``dependsOn`` the array job *without* a type: SEQUENTIAL and
    N_TO_N chain the children of two array jobs; a plain job that depends on an array job
    waits for all of its children, which is what a merge needs. It runs
-   ``linestation batch-merge s3://.../runs/<run_id>/ --run-id <run_id> --model s3://...``
+   ``linestation batch-merge s3://BUCKET/PREFIX/ --run-id <run_id> --model s3://...``
    (:func:`station.batch.merge.merge_run`): summary.json and report.html under the run.
 
 The date partition is fixed by the submitter (``--date``) so children that start on
-either side of midnight write one partition. The batch API is reached through
+either side of midnight write one partition. Every run - AWS or local - shares one layout
+under ``--out`` (results partitioned by date / station / recipe, one file per run and
+shard), so one Athena table covers them all. The batch API is reached through
 :mod:`station.aws_client` only.
 """
 from __future__ import annotations
@@ -114,11 +116,13 @@ def shard_count(images: int, requested: int | None, images_per_shard: int) -> in
     return max(1, min(MAX_ARRAY_SIZE, images, math.ceil(images / max(1, images_per_shard))))
 
 
-def run_uri(out_base: str, run_id: str) -> str:
-    """Where a run's files go: ``--out s3://bucket/prefix`` -> ``s3://bucket/prefix/runs/<run_id>/``
-    (the template's BatchRunsPrefix grants the job role exactly that prefix)."""
+def out_uri(out_base: str) -> str:
+    """Where a run's files go: the layout of :mod:`station.batch.layout` right under ``--out``
+    (``results/date=/station=/recipe=/``, ``summary/run=<id>/``, ``reports/run=<id>/``), as
+    for a local run, so one Athena table over ``<out>/results/`` covers every run. The
+    template's BatchOutPrefix grants the job role exactly those three folders."""
     bucket, prefix = split_s3_uri(out_base)
-    return f"s3://{bucket}/{prefix + '/' if prefix else ''}runs/{check_run_id(run_id)}/"
+    return f"s3://{bucket}/{prefix + '/' if prefix else ''}"
 
 
 def _model_uri(spec: str, models_base: str, data_dir: Path, s3: S3Access, cache_dir: Path
@@ -160,10 +164,9 @@ def plan_submission(inputs: list[str], model: str, *, out_base: str, data_dir: P
     if not items:
         raise SubmitError(f"no images under {', '.join(inputs)}: nothing to submit")
     n = shard_count(len(items), shards, images_per_shard)
-    out_uri = run_uri(out_base, run_id)
-    run_out = OutLocation.parse(out_uri)
-    if _exists(s3, run_out, run_manifest_key(run_id)):
-        raise SubmitError(f"run {run_id} already exists under {out_uri}; choose a new --run-id")
+    out = out_uri(out_base)
+    if _exists(s3, OutLocation.parse(out), run_manifest_key(run_id)):
+        raise SubmitError(f"run {run_id} already exists under {out}; choose a new --run-id")
     notes: list[str] = []
     try:
         settings = with_profiles(settings, {i.recipe for i in items}, requested, data_dir, notes.append)
@@ -177,10 +180,10 @@ def plan_submission(inputs: list[str], model: str, *, out_base: str, data_dir: P
     # --resume: an AWS Batch retry (RetryStrategy) is a fresh container with empty staging; it
     # fetches the shard's uploaded results and inspects only the rest instead of starting over.
     # No --recipe/--station/--lot/--profile: the children take the settings from run.json.
-    child = ["batch", *inputs, "--model", model_uri, "--out", out_uri, "--shards", str(n), "--run-id", run_id,
+    child = ["batch", *inputs, "--model", model_uri, "--out", out, "--shards", str(n), "--run-id", run_id,
              "--date", date, "--resume", "--no-report", *endpoint, *(child_options or [])]
-    merge = ["batch-merge", out_uri, "--run-id", run_id, "--model", model_uri, *endpoint]
-    env = {"LINESTATION_RUN_ID": run_id, "LINESTATION_BATCH_OUT": out_uri}
+    merge = ["batch-merge", out, "--run-id", run_id, "--model", model_uri, *endpoint]
+    env = {"LINESTATION_RUN_ID": run_id, "LINESTATION_BATCH_OUT": out}
     listing = listing_bytes(items)
     manifest = {
         "run_id": run_id, "created_at": utc_now_iso(), "date": date, "executor": "aws-batch",
@@ -188,7 +191,7 @@ def plan_submission(inputs: list[str], model: str, *, out_base: str, data_dir: P
         "settings": settings.to_json(),
         "listing": {"key": run_listing_key(run_id), "images": len(items), "sha256": hashlib.sha256(listing).hexdigest()},
     }
-    return SubmitPlan(run_id, list(inputs), len(items), n, model_uri, uploaded, out_uri, date, child, merge, env,
+    return SubmitPlan(run_id, list(inputs), len(items), n, model_uri, uploaded, out, date, child, merge, env,
                       manifest=manifest, listing=listing, notes=notes, s3=s3)
 
 

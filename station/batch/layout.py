@@ -82,6 +82,12 @@ def results_key(run_id: str, shard: int, *, date: str, station: str | None, reci
             f"recipe={partition_value(recipe)}/{check_run_id(run_id)}-{_shard(shard)}.jsonl")
 
 
+def results_prefix(date: str | None = None) -> str:
+    """The key prefix to list for a run's results: its date partition when known (runs of
+    every day share ``results/``; a run writes one date), else all of ``results/``."""
+    return f"{RESULTS_DIR}/date={check_date(date)}/" if date else f"{RESULTS_DIR}/"
+
+
 def run_dir_key(run_id: str) -> str:
     return f"{SUMMARY_DIR}/run={check_run_id(run_id)}"
 

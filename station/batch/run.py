@@ -250,11 +250,14 @@ def _run_locked(opts: BatchOptions, stop: threading.Event, output: RunOutput, ou
     if int(manifest.get("shards", 1)) != opts.shards:
         raise BatchError(f"run {run_id} was started with --shards {manifest.get('shards')}, not {opts.shards}: "
                          f"a different count would move images between shards")
-    date = opts.date or manifest["date"]
+    if opts.date is not None and opts.date != manifest["date"]:
+        raise BatchError(f"run {run_id} writes the date partition {manifest['date']}, not --date {opts.date}: "
+                         f"drop --date to continue it, or use a new --run-id")
+    date = manifest["date"]
 
     # S3 outputs: fetch the shard's uploaded results first, resume or not, so that a re-run
     # on another machine (no staging) sees them and is refused instead of overwriting them
-    fetched = output.fetch_shard(run_id, opts.shard)
+    fetched = output.fetch_shard(run_id, opts.shard, date)
     if fetched:
         _say(opts, f"fetched {fetched} result file(s) of shard {opts.shard} from {out_loc}")
     done, repairs = load_done(output.root, run_id, opts.shard)

@@ -18,6 +18,7 @@ from test_aws_batch import JOBDEF, QUEUE, _jobs, _upload_images, creds, moto, s3
 
 from station.aws_client import AwsEndpoint
 from station.batch.aws_batch import BatchTarget, plan_submission, submit
+from station.batch.layout import parse_results_key
 from station.batch.models import latest_profile
 from station.batch.settings import Requested
 from station.cli import main
@@ -34,10 +35,10 @@ def _config(tmp_path: Path) -> Path:
     return path
 
 
-def _s3_rows(s3, prefix: str) -> list[dict]:
+def _s3_rows(s3, prefix: str, run_id: str) -> list[dict]:
     rows = []
-    for key in s3.keys(prefix):
-        if key.endswith(".jsonl") and "/results/" in key:
+    for key in s3.keys(prefix + "results/"):
+        if parse_results_key(key).run_id == run_id:
             body = s3.client().get_object(Bucket=s3.bucket, Key=key)["Body"].read().decode()
             rows += [json.loads(line) for line in body.splitlines() if line.strip()]
     return rows
@@ -71,7 +72,7 @@ def test_children_check_specs_and_decide_with_the_submitters_config(
     cmd = _jobs(moto, array_id)[array_id]["container"]["command"]
     assert not {"--recipe", "--station", "--lot", "--profile", "--config", "--no-spec"} & set(cmd)
 
-    run_prefix = f"batch/runs/{run_id}/"
+    run_prefix = "batch/"
     manifest = json.loads(s3.client().get_object(
         Bucket=s3.bucket, Key=f"{run_prefix}summary/run={run_id}/run.json")["Body"].read())
     profile = latest_profile(station_data, "rb")
@@ -86,10 +87,10 @@ def test_children_check_specs_and_decide_with_the_submitters_config(
     assert _child(tmp_path, cmd, 0, "c-conflict", "--no-spec", "--recipe", "other") == 1
     err = capsys.readouterr().err
     assert "other inspection settings" in err and "--recipe 'other'" in err and "--no-spec" in err
-    assert not _s3_rows(s3, run_prefix)
+    assert not _s3_rows(s3, run_prefix, run_id)
 
     assert _child(tmp_path, cmd, 0, "c0") == 0 and _child(tmp_path, cmd, 1, "c1") == 0
-    rows = _s3_rows(s3, run_prefix)
+    rows = _s3_rows(s3, run_prefix, run_id)
     assert sorted(r["part_id"] for r in rows) == sorted(p.stem for p in images)
     submitter, default = DecisionPolicy(**POLICY), DecisionPolicy()
     assert all(r["spec_checked"] and r["calibration_version"] == profile.load().label for r in rows)
@@ -133,7 +134,7 @@ def test_a_recipe_without_profile_is_said_at_submit_and_skipped_by_children(
     assert plan.manifest["settings"]["profiles"] == {"uncalibrated": None}
     submit(plan, BatchTarget(QUEUE, JOBDEF, AwsEndpoint(endpoint_url=moto.endpoint_url)))
     assert main(["--data-dir", str(tmp_path / "c0"), *plan.child_command]) == 0
-    rows = _s3_rows(s3, f"batch/runs/{plan.run_id}/")
+    rows = _s3_rows(s3, "batch/", plan.run_id)
     assert len(rows) == 2 and all(r["spec_checked"] is False and r["recipe"] == "uncalibrated" for r in rows)
 
 
@@ -150,11 +151,11 @@ def test_children_inspect_the_submitters_listing_not_the_prefix_now(
 
     for i in range(2):
         assert _child(tmp_path, plan.child_command, i, f"c{i}") == 0
-    rows = _s3_rows(s3, f"batch/runs/{plan.run_id}/")
+    rows = _s3_rows(s3, "batch/", plan.run_id)
     assert sorted(r["image"] for r in rows) == sorted(uris)  # every listed image once, the late one by nobody
 
     # a listing altered after the submit is refused, not trusted
-    key = f"batch/runs/{plan.run_id}/summary/run={plan.run_id}/listing.jsonl"
+    key = f"batch/summary/run={plan.run_id}/listing.jsonl"
     body = s3.client().get_object(Bucket=s3.bucket, Key=key)["Body"].read()
     s3.client().put_object(Bucket=s3.bucket, Key=key, Body=body + b'{"uri":"s3://x/y.png","size":1,"etag":"e"}\n')
     capsys.readouterr()
