@@ -109,8 +109,8 @@ def _profile_conflict(req: Requested, settings: InspectionSettings, data_dir: Pa
         return f"--profile {req.profile}, but the run checks no capture specs (--no-spec)"
     try:
         mine = describe_profile(parse_profile(req.profile, data_dir))
-    except (ModelChoiceError, ProfileShipError):
-        return None  # an unusable --profile is reported by the caller's own resolution
+    except (ModelChoiceError, ProfileShipError) as exc:
+        return str(exc)  # not loadable here: it cannot be the profile the run checks against
     theirs = {d["content_hash"] for d in settings.profiles.values() if d}
     if theirs != {mine["content_hash"]}:
         names = sorted({d["identity"] for d in settings.profiles.values() if d}) or ["none"]

@@ -62,6 +62,10 @@ def test_a_second_process_on_the_same_run_and_shard_is_refused(tmp_path, station
     assert main(["--data-dir", str(station_data), "batch", *map(str, args), "--resume", "--config", str(cfg)]) == 1
     err = capsys.readouterr().err
     assert "other inspection settings" in err and "'pass_min_confidence': 0.9" in err
+    for flags, said in ((["--profile", "SIM-0001/rb@v99"], "--profile SIM-0001/rb@v99"),
+                        (["--date", "2001-01-01"], "not --date 2001-01-01")):
+        assert main(["--data-dir", str(station_data), "batch", *map(str, args), "--resume", *flags]) == 1
+        assert said in capsys.readouterr().err
     assert len(result_rows(out)) == len(images)
     manifest = json.loads((out / f"summary/run={run_id}/run.json").read_text())
     assert manifest["settings"]["policy"] == {"reject_min_confidence": 0.75, "pass_min_confidence": 0.6}
