@@ -522,7 +522,7 @@ class AwsBatchConfig(_Strict):
     job_definition: str = Field(..., min_length=1, description="job definition name[:revision] or ARN")
     region: str = "us-east-1"
     endpoint_url: str | None = Field(None, description="Batch API override, e.g. a local stand-in for tests")
-    out: str | None = Field(None, pattern=r"^s3://", description="s3://bucket/prefix the runs go under (runs/<run_id>/)")
+    out: str | None = Field(None, pattern=r"^s3://", description="s3://bucket/prefix the runs write results/, summary/ and reports/ under")
     models_uri: str | None = Field(None, pattern=r"^s3://", description="s3://bucket[/prefix] for models/<id>/<version>/")
     images_per_shard: int = Field(2000, ge=1, le=1_000_000, description="shards = images / this, when --shards is not given")
 

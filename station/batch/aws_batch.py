@@ -6,23 +6,34 @@ What the submitter does, in order, so that nothing is submitted that cannot run:
    folders or record) and lists them: no image, no job;
 2. uploads the model to ``s3://BUCKET/models/<model_id>/<version>/`` (skipped when the
    same model is there; :mod:`station.batch.model_uri`);
-3. submits the array job: ``arrayProperties.size = N``, each child running
-   ``linestation batch INPUTS --model s3://... --out s3://.../runs/<run_id>/ --shards N
-   --run-id <run_id> --date D --resume`` (a retried child carries on from its last upload) and taking its shard from ``AWS_BATCH_JOB_ARRAY_INDEX``
-   (one shard: a plain job, as Batch arrays need 2..10000 children);
-4. submits the merge job, ``dependsOn`` the array job *without* a type: SEQUENTIAL and
+3. writes the run's manifest under ``--out`` (``summary/run=<run_id>/``): the calibration profiles a local run
+   would check against (:mod:`station.batch.profiles`), the image listing it counted, and
+   ``run.json`` naming both by sha256 plus the inspection settings (station, recipe, lot,
+   decision policy of ``--config``, spec on/off; :mod:`station.batch.settings`). Children
+   take all of these from the manifest, so they inspect exactly the listed images exactly
+   as a local run would;
+4. submits the array job: ``arrayProperties.size = N``, each child running
+   ``linestation batch INPUTS --model s3://... --out s3://BUCKET/PREFIX/ --shards N
+   --run-id <run_id> --date D --resume`` (a retried child carries on from its last upload)
+   and taking its shard from ``AWS_BATCH_JOB_ARRAY_INDEX`` (one shard: a plain job, as
+   Batch arrays need 2..10000 children);
+5. submits the merge job, ``dependsOn`` the array job *without* a type: SEQUENTIAL and
    N_TO_N chain the children of two array jobs; a plain job that depends on an array job
    waits for all of its children, which is what a merge needs. It runs
-   ``linestation batch-merge s3://.../runs/<run_id>/ --run-id <run_id> --model s3://...``
+   ``linestation batch-merge s3://BUCKET/PREFIX/ --run-id <run_id> --model s3://...``
    (:func:`station.batch.merge.merge_run`): summary.json and report.html under the run.
 
 The date partition is fixed by the submitter (``--date``) so children that start on
-either side of midnight write one partition. The batch API is reached through
+either side of midnight write one partition. Every run - AWS or local - shares one layout
+under ``--out`` (results partitioned by date / station / recipe, one file per run and
+shard), so one Athena table covers them all. The batch API is reached through
 :mod:`station.aws_client` only.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import math
 import re
 import shlex
@@ -33,11 +44,22 @@ from pathlib import Path
 from typing import Any
 
 from station.aws_client import AwsEndpoint, client, describe_error
-from station.batch.inputs import collect
-from station.batch.layout import LayoutError, check_run_id, new_run_id, split_s3_uri
+from station.batch.inputs import InputError, collect, listing_bytes
+from station.batch.layout import (
+    LayoutError,
+    OutLocation,
+    check_run_id,
+    new_run_id,
+    run_listing_key,
+    run_manifest_key,
+    split_s3_uri,
+)
 from station.batch.model_uri import ModelUriError, is_model_uri, parse_model_uri, resolve_model_uri, upload_model
-from station.batch.models import ModelChoiceError, resolve_model
+from station.batch.models import ModelChoiceError, ModelRef, resolve_model
+from station.batch.profiles import ProfileShipError, ship_profile
+from station.batch.rows import utc_now_iso
 from station.batch.s3io import S3Access, S3AccessError
+from station.batch.settings import Requested, fresh_settings, with_profiles
 
 MAX_ARRAY_SIZE = 10000  # AWS Batch's limit on array children
 DEFAULT_IMAGES_PER_SHARD = 2000
@@ -69,6 +91,10 @@ class SubmitPlan:
     child_command: list[str]
     merge_command: list[str]
     environment: dict[str, str]
+    manifest: dict[str, Any] = field(default_factory=dict)  # run.json, written by publish_run
+    listing: bytes = b""  # the images the children inspect (summary/run=<id>/listing.jsonl)
+    notes: list[str] = field(default_factory=list)  # what the submitter tells the user (skipped specs)
+    s3: S3Access | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -90,28 +116,33 @@ def shard_count(images: int, requested: int | None, images_per_shard: int) -> in
     return max(1, min(MAX_ARRAY_SIZE, images, math.ceil(images / max(1, images_per_shard))))
 
 
-def run_uri(out_base: str, run_id: str) -> str:
-    """Where a run's files go: ``--out s3://bucket/prefix`` -> ``s3://bucket/prefix/runs/<run_id>/``
-    (the template's BatchRunsPrefix grants the job role exactly that prefix)."""
+def out_uri(out_base: str) -> str:
+    """Where a run's files go: the layout of :mod:`station.batch.layout` right under ``--out``
+    (``results/date=/station=/recipe=/``, ``summary/run=<id>/``, ``reports/run=<id>/``), as
+    for a local run, so one Athena table over ``<out>/results/`` covers every run. The
+    template's BatchOutPrefix grants the job role exactly those three folders."""
     bucket, prefix = split_s3_uri(out_base)
-    return f"s3://{bucket}/{prefix + '/' if prefix else ''}runs/{check_run_id(run_id)}/"
+    return f"s3://{bucket}/{prefix + '/' if prefix else ''}"
 
 
-def _model_uri(spec: str, models_base: str, data_dir: Path, s3: S3Access, cache_dir: Path) -> tuple[str, bool]:
+def _model_uri(spec: str, models_base: str, data_dir: Path, s3: S3Access, cache_dir: Path
+               ) -> tuple[str, bool, ModelRef]:
     if is_model_uri(spec):
         parse_model_uri(spec)
-        resolve_model_uri(spec, cache_dir, s3)  # it must exist and verify before children try
-        return spec.rstrip("/") + "/", False
+        local = resolve_model_uri(spec, cache_dir, s3)  # it must exist and verify before children try
+        return spec.rstrip("/") + "/", False, resolve_model(str(local), data_dir)
     ref = resolve_model(spec, data_dir)
     loc, uploaded = upload_model(ref.root / ref.name, models_base, s3)
-    return loc.uri, uploaded
+    return loc.uri, uploaded, ref
 
 
 def plan_submission(inputs: list[str], model: str, *, out_base: str, data_dir: Path, s3: S3Access,
                     models_base: str | None = None, shards: int | None = None, run_id: str | None = None,
                     date: str | None = None, images_per_shard: int = DEFAULT_IMAGES_PER_SHARD,
-                    child_options: list[str] | None = None, s3_endpoint: str | None = None) -> SubmitPlan:
-    """Validate, list, upload the model and build both container commands (no job yet)."""
+                    child_options: list[str] | None = None, s3_endpoint: str | None = None,
+                    requested: Requested | None = None) -> SubmitPlan:
+    """Validate, list, upload the model, pick the profiles and build both container
+    commands and the run manifest (nothing of the run is written, no job yet)."""
     if not inputs:
         raise SubmitError("AWS Batch children read their images from S3: give s3://bucket/prefix inputs")
     local = [i for i in inputs if not i.startswith("s3://")]
@@ -127,22 +158,69 @@ def plan_submission(inputs: list[str], model: str, *, out_base: str, data_dir: P
         run_id = check_run_id(run_id or new_run_id())
     except LayoutError as exc:
         raise SubmitError(str(exc)) from None
-    items = collect(inputs, s3=s3, recipe="", station="")
+    requested = requested or Requested()
+    settings = fresh_settings(requested)
+    items = collect(inputs, s3=s3, recipe=settings.recipe, station=settings.station, lot=settings.lot)
     if not items:
         raise SubmitError(f"no images under {', '.join(inputs)}: nothing to submit")
     n = shard_count(len(items), shards, images_per_shard)
+    out = out_uri(out_base)
+    if _exists(s3, OutLocation.parse(out), run_manifest_key(run_id)):
+        raise SubmitError(f"run {run_id} already exists under {out}; choose a new --run-id")
+    notes: list[str] = []
+    try:
+        settings = with_profiles(settings, {i.recipe for i in items}, requested, data_dir, notes.append)
+    except (ProfileShipError, ModelChoiceError) as exc:
+        raise SubmitError(str(exc)) from None
     models_base = models_base or f"s3://{bucket}"
-    model_uri, uploaded = _model_uri(model, models_base, data_dir, s3, Path(data_dir) / "batch" / "model-cache")
-    out_uri = run_uri(out_base, run_id)
+    model_uri, uploaded, model_ref = _model_uri(model, models_base, data_dir, s3,
+                                                Path(data_dir) / "batch" / "model-cache")
     date = date or datetime.now(timezone.utc).strftime("%Y-%m-%d")
     endpoint = ["--s3-endpoint", s3_endpoint] if s3_endpoint else []
     # --resume: an AWS Batch retry (RetryStrategy) is a fresh container with empty staging; it
-    # fetches the shard's uploaded results and inspects only the rest instead of starting over
-    child = ["batch", *inputs, "--model", model_uri, "--out", out_uri, "--shards", str(n), "--run-id", run_id,
+    # fetches the shard's uploaded results and inspects only the rest instead of starting over.
+    # No --recipe/--station/--lot/--profile: the children take the settings from run.json.
+    child = ["batch", *inputs, "--model", model_uri, "--out", out, "--shards", str(n), "--run-id", run_id,
              "--date", date, "--resume", "--no-report", *endpoint, *(child_options or [])]
-    merge = ["batch-merge", out_uri, "--run-id", run_id, "--model", model_uri, *endpoint]
-    env = {"LINESTATION_RUN_ID": run_id, "LINESTATION_BATCH_OUT": out_uri}
-    return SubmitPlan(run_id, list(inputs), len(items), n, model_uri, uploaded, out_uri, date, child, merge, env)
+    merge = ["batch-merge", out, "--run-id", run_id, "--model", model_uri, *endpoint]
+    env = {"LINESTATION_RUN_ID": run_id, "LINESTATION_BATCH_OUT": out}
+    listing = listing_bytes(items)
+    manifest = {
+        "run_id": run_id, "created_at": utc_now_iso(), "date": date, "executor": "aws-batch",
+        "model": {**model_ref.to_json(), "path": model_uri}, "inputs": list(inputs), "shards": n, "compare": False,
+        "settings": settings.to_json(),
+        "listing": {"key": run_listing_key(run_id), "images": len(items), "sha256": hashlib.sha256(listing).hexdigest()},
+    }
+    return SubmitPlan(run_id, list(inputs), len(items), n, model_uri, uploaded, out, date, child, merge, env,
+                      manifest=manifest, listing=listing, notes=notes, s3=s3)
+
+
+def _exists(s3: S3Access, out: OutLocation, key: str) -> bool:
+    return any(o["Key"] == out.s3_key(key) for o in s3.list(out.bucket, out.s3_key(key)))
+
+
+def publish_run(plan: SubmitPlan) -> None:
+    """Write what the children read before any of them can start: the shipped calibration
+    profiles, the image listing, and last the run manifest that names both by hash."""
+    out = OutLocation.parse(plan.out_uri)
+
+    def put(key: str, data: bytes, content_type: str) -> None:
+        plan.s3.put_bytes(out.bucket, out.s3_key(key), data, content_type)
+
+    settings = plan.manifest["settings"]
+    shipped: dict[str, dict[str, Any]] = {}
+    try:
+        for recipe, desc in settings["profiles"].items():
+            if desc is not None:
+                if desc["content_hash"] not in shipped:
+                    shipped[desc["content_hash"]] = ship_profile(desc, plan.run_id, put)
+                settings["profiles"][recipe] = shipped[desc["content_hash"]]
+        put(plan.manifest["listing"]["key"], plan.listing, "application/x-ndjson")
+        put(run_manifest_key(plan.run_id), (json.dumps(plan.manifest, indent=2, sort_keys=True) + "\n").encode(),
+            "application/json")
+    except (ProfileShipError, S3AccessError, OSError) as exc:
+        raise SubmitError(f"run {plan.run_id}: writing its manifest under {plan.out_uri} failed ({exc}); "
+                          f"nothing was submitted") from None
 
 
 def _job_name(run_id: str, suffix: str = "") -> str:
@@ -150,7 +228,9 @@ def _job_name(run_id: str, suffix: str = "") -> str:
 
 
 def submit(plan: SubmitPlan, target: BatchTarget) -> Submitted:
-    """Submit the array (or single) job and the merge job that depends on it."""
+    """Write the run's manifest, listing and profiles, then submit the array (or single)
+    job and the merge job that depends on it."""
+    publish_run(plan)
     batch = client("batch", target.endpoint)
     env = [{"name": k, "value": v} for k, v in sorted(plan.environment.items())]
     tags = {"linestation:run_id": plan.run_id}
@@ -163,7 +243,8 @@ def submit(plan: SubmitPlan, target: BatchTarget) -> Submitted:
                                  containerOverrides={"command": plan.child_command, "environment": env},
                                  **array_args)
     except Exception as exc:
-        raise SubmitError(f"submit_job (inspect) to {target.job_queue}: {describe_error(exc)}") from exc
+        raise SubmitError(f"submit_job (inspect) to {target.job_queue}: {describe_error(exc)}; run {plan.run_id}'s "
+                          f"manifest is written but no job runs it: submit again with a new --run-id") from exc
     try:
         merge = batch.submit_job(jobName=_job_name(plan.run_id, "-merge"), jobQueue=target.job_queue,
                                  jobDefinition=target.job_definition, tags=tags, propagateTags=True,
@@ -222,19 +303,19 @@ def submit_from_cli(args: argparse.Namespace, opts: Any) -> int:
         if opts.compare or opts.resume or args.shard is not None:
             raise SubmitError("--compare, --resume and --shard are for local runs, not --executor aws-batch")
         target = target_from(args, cfg)
-        child_options = ["--workers", "auto" if opts.workers is None else str(opts.workers), "--threads", str(opts.threads),
-                         "--recipe", opts.recipe, "--station", opts.station]
-        if opts.lot:
-            child_options += ["--lot", opts.lot]
+        child_options = ["--workers", "auto" if opts.workers is None else str(opts.workers), "--threads", str(opts.threads)]
         out = args.out if args.out.startswith("s3://") or section is None or not section.out else section.out
         plan = plan_submission(opts.inputs, opts.model, out_base=out, data_dir=opts.data_dir,
                                s3=S3Access(opts.s3), models_base=getattr(args, "models_uri", None)
                                or (section.models_uri if section else None), shards=opts.shards if args.shards else None,
                                run_id=args.run_id, date=opts.date,
                                images_per_shard=section.images_per_shard if section else DEFAULT_IMAGES_PER_SHARD,
-                               child_options=child_options, s3_endpoint=opts.s3.endpoint_url if opts.s3 else None)
+                               child_options=child_options, s3_endpoint=opts.s3.endpoint_url if opts.s3 else None,
+                               requested=opts.requested)
+        for note in plan.notes:
+            print(f"linestation batch: {note}", file=sys.stderr, flush=True)
         done = submit(plan, target)
-    except (SubmitError, ModelUriError, ModelChoiceError, S3AccessError) as exc:
+    except (SubmitError, ModelUriError, ModelChoiceError, S3AccessError, InputError) as exc:
         print(f"linestation batch: {exc}", file=sys.stderr)
         return EXIT_FAIL
     print(follow_text(done), flush=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob as globlib
 import hashlib
+import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -42,6 +43,7 @@ class ImageItem:
     inspection_id: str | None = None  # the line's record of this image, when known
     line_decision: str | None = None
     bit_depth: int | None = None  # significant bits when known (a record says)
+    etag: str = ""  # S3 objects: the ETag the listing saw
 
     @property
     def stem(self) -> str:
@@ -97,11 +99,41 @@ def list_s3(uri: str, s3: S3Access, *, recipe: str, station: str, lot: str = "")
         key = obj["Key"]
         if Path(key).suffix.lower() not in IMAGE_SUFFIXES or key.endswith("/"):
             continue
-        src = f"s3://{bucket}/{key}"
-        items.append(ImageItem(uri=src, image_id=stable_id(src, obj.get("Size"), obj.get("ETag", "")),
-                               kind="s3", size=obj.get("Size"), part_id=Path(key).stem, lot=lot, recipe=recipe,
-                               station=station))
+        items.append(_s3_item(f"s3://{bucket}/{key}", obj.get("Size"), obj.get("ETag", ""),
+                              recipe=recipe, station=station, lot=lot))
     return sorted(items, key=lambda i: i.uri)
+
+
+def _s3_item(src: str, size: int | None, etag: str, *, recipe: str, station: str, lot: str) -> ImageItem:
+    return ImageItem(uri=src, image_id=stable_id(src, size, etag), kind="s3", size=size, etag=etag,
+                     part_id=Path(src).stem, lot=lot, recipe=recipe, station=station)
+
+
+def listing_bytes(items: Iterable[ImageItem]) -> bytes:
+    """The listing an AWS run's submitter counted, one JSON line per S3 object (uri, size,
+    ETag), so every child inspects that set - not whatever the prefix holds when it starts."""
+    lines = []
+    for item in sorted(items, key=lambda i: i.uri):
+        if item.kind != "s3":
+            raise InputError(f"{item.uri}: only S3 objects go into a run's listing")
+        lines.append(json.dumps({"uri": item.uri, "size": item.size, "etag": item.etag}, separators=(",", ":")))
+    return ("\n".join(lines) + "\n").encode() if lines else b""
+
+
+def items_from_listing(data: bytes, where: str, *, recipe: str, station: str, lot: str = "") -> list[ImageItem]:
+    """The items of a listing written by :func:`listing_bytes` (same image ids as listing S3)."""
+    items = []
+    for n, line in enumerate(data.decode("utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            doc = json.loads(line)
+            uri, size, etag = str(doc["uri"]), doc["size"], str(doc["etag"])
+            split_s3_uri(uri)
+        except (ValueError, KeyError, TypeError, LayoutError) as exc:
+            raise InputError(f"{where}:{n}: not a listing line ({exc})") from None
+        items.append(_s3_item(uri, size, etag, recipe=recipe, station=station, lot=lot))
+    return items
 
 
 @dataclass(frozen=True)

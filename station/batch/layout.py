@@ -8,6 +8,8 @@ read either the same way::
     summary/run=<run_id>/run.json                                            the run manifest
     summary/run=<run_id>/shard=<i>.json                                      per-shard summary
     summary/run=<run_id>/summary.json                                        merged summary
+    summary/run=<run_id>/listing.jsonl                                       AWS runs: the images the submitter listed
+    summary/run=<run_id>/profiles/<serial>/<recipe>/v<N>/                    AWS runs: the calibration profiles shipped
     reports/run=<run_id>/report.html                                         the shift / lot report
 
 ``date`` is the run's date (UTC, fixed in the run manifest, so a resumed or sharded run
@@ -29,6 +31,7 @@ PARTITION_KEYS = ("date", "station", "recipe")
 RUN_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.]*(?:-[A-Za-z0-9_.]+)*"
 _RUN_ID = re.compile(rf"^{RUN_ID_PATTERN}$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # calibration.profile.NAME_PATTERN
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _RESULTS_KEY = re.compile(
     rf"^(?:.*/)?{RESULTS_DIR}/date=(?P<date>[^/]+)/station=(?P<station>[^/]+)/recipe=(?P<recipe>[^/]+)/"
@@ -79,12 +82,35 @@ def results_key(run_id: str, shard: int, *, date: str, station: str | None, reci
             f"recipe={partition_value(recipe)}/{check_run_id(run_id)}-{_shard(shard)}.jsonl")
 
 
+def results_prefix(date: str | None = None) -> str:
+    """The key prefix to list for a run's results: its date partition when known (runs of
+    every day share ``results/``; a run writes one date), else all of ``results/``."""
+    return f"{RESULTS_DIR}/date={check_date(date)}/" if date else f"{RESULTS_DIR}/"
+
+
 def run_dir_key(run_id: str) -> str:
     return f"{SUMMARY_DIR}/run={check_run_id(run_id)}"
 
 
 def run_manifest_key(run_id: str) -> str:
     return f"{run_dir_key(run_id)}/run.json"
+
+
+def run_listing_key(run_id: str) -> str:
+    """The image listing an AWS run's submitter counted; its children inspect exactly these."""
+    return f"{run_dir_key(run_id)}/listing.jsonl"
+
+
+def run_profile_key(run_id: str, serial: str, recipe: str, version: int) -> str:
+    """The folder of a calibration profile shipped with a run (``profile.json``, ``reference.png``)."""
+    if not all(isinstance(v, str) and _PROFILE_NAME.match(v) for v in (serial, recipe)):
+        raise LayoutError(f"profile {serial!r}/{recipe!r}: not a calibration store name")
+    return f"{run_dir_key(run_id)}/profiles/{serial}/{recipe}/v{int(version)}"
+
+
+def shard_lock_name(shard: int) -> str:
+    """The lock file (in the run's summary folder) a process holds while it runs ``shard``."""
+    return f".shard={_shard(shard)}.lock"
 
 
 def shard_summary_key(run_id: str, shard: int) -> str:

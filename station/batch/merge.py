@@ -29,6 +29,7 @@ from station.batch.layout import (
     check_run_id,
     parse_results_key,
     report_key,
+    results_prefix,
     run_manifest_key,
     split_s3_uri,
     summary_key,
@@ -69,11 +70,12 @@ def image_loader(s3: S3Access | None):
     return load
 
 
-def _results_files(output: RunOutput, run_id: str) -> Iterator[tuple[str, bytes]]:
-    """(key, content) of every results file of ``run_id``, every shard and partition."""
+def _results_files(output: RunOutput, run_id: str, date: str | None = None) -> Iterator[tuple[str, bytes]]:
+    """(key, content) of every results file of ``run_id``, every shard and partition (of
+    the run's ``date``, when known: other runs' days are not listed)."""
     if output.s3 is not None:
         out = output.out
-        for obj in output.s3.list(out.bucket, out.s3_key(RESULTS_DIR + "/")):
+        for obj in output.s3.list(out.bucket, out.s3_key(results_prefix(date))):
             key = out.relative(obj["Key"])
             parsed = parse_results_key(key)
             if parsed is not None and parsed.run_id == run_id:
@@ -87,9 +89,10 @@ def _results_files(output: RunOutput, run_id: str) -> Iterator[tuple[str, bytes]
             yield key, path.read_bytes()
 
 
-def read_run_rows(output: RunOutput, run_id: str, stats: dict[str, int]) -> Iterator[dict[str, Any]]:
+def read_run_rows(output: RunOutput, run_id: str, stats: dict[str, int],
+                  date: str | None = None) -> Iterator[dict[str, Any]]:
     """Every row of the run; ``stats`` counts files, rows and skipped (torn / damaged) lines."""
-    for key, data in _results_files(output, run_id):
+    for key, data in _results_files(output, run_id, date):
         stats["files"] = stats.get("files", 0) + 1
         lines = data.split(b"\n")
         for n, line in enumerate(lines, 1):
@@ -152,12 +155,18 @@ def merge_run(out: str, run_id: str | None, *, data_dir: Path, s3: S3Access | No
     merged["shards"] = expected
     merged["missing_shards"] = [i for i in range(expected) if i not in present]
     merged["complete"] = merged["complete"] and not merged["missing_shards"]
+    settings = manifest.get("settings")  # what every shard inspected with (run.json, not this machine)
+    merged["settings"] = settings
     stats: dict[str, int] = {}
-    rows = read_run_rows(output, run_id, stats)
+    rows = read_run_rows(output, run_id, stats, manifest.get("date"))
     heat: HeatmapFn | None = detector_heatmaps(detector) if detector is not None else None
     meta = {"run_id": run_id, "shards": expected, "missing shards": merged["missing_shards"] or "none",
             "complete": merged["complete"], "model": manifest.get("model"), "inputs": manifest.get("inputs"),
             "output": str(loc)}
+    if settings:
+        meta["decision policy"] = settings.get("policy")
+        meta["spec checks"] = ({r: (d or {}).get("identity") for r, d in settings.get("profiles", {}).items()}
+                               if settings.get("spec") else "off")
     path = write_report(rows, (output.root / report_key(run_id)).parent, title=title or f"Batch run {run_id}",
                         metadata=meta, worst_n=worst_n, load_image=image_loader(output.s3), heatmap_for=heat)
     output.upload_file(report_key(run_id), "text/html")

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from station.batch.layout import (
-    RESULTS_DIR,
     SUMMARY_DIR,
     OutLocation,
     is_shard_summary_key,
     parse_results_key,
+    results_prefix,
     run_dir_key,
     run_manifest_key,
 )
@@ -63,6 +63,14 @@ class RunOutput:
                 return None
         return None
 
+    def read_bytes(self, key: str) -> bytes:
+        """A file of the run: the local copy, else (S3 outputs) the object; OSError /
+        S3AccessError when neither exists."""
+        path = self.root / key
+        if path.is_file() or self.s3 is None:
+            return path.read_bytes()
+        return self.s3.get(self.out.bucket, self.out.s3_key(key))
+
     def write_json(self, key: str, doc: dict[str, Any]) -> None:
         write_json_local(self.root / key, doc)
         if self.s3 is not None:
@@ -98,12 +106,13 @@ class RunOutput:
         return found[-1].parent.name.split("=", 1)[1] if found else None
 
     # --- results ----------------------------------------------------------------------
-    def fetch_shard(self, run_id: str, shard: int) -> int:
-        """S3 only: download this shard's result files that are not staged here; returns how many."""
+    def fetch_shard(self, run_id: str, shard: int, date: str | None = None) -> int:
+        """S3 only: download this shard's result files that are not staged here; returns how many.
+        With the run's ``date`` only that partition is listed (every run shares ``results/``)."""
         if self.s3 is None:
             return 0
         fetched = 0
-        for obj in self.s3.list(self.out.bucket, self.out.s3_key(RESULTS_DIR + "/")):
+        for obj in self.s3.list(self.out.bucket, self.out.s3_key(results_prefix(date))):
             key = self.out.relative(obj["Key"])
             parsed = parse_results_key(key)
             if parsed and parsed.run_id == run_id and parsed.shard == shard and not (self.root / key).exists():

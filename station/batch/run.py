@@ -1,18 +1,20 @@
 """One batch run (or one shard of it), start to finish.
 
-resolve model and profiles -> claim the run manifest -> list inputs, keep this shard's ->
-read back what this shard already wrote (``--resume``; torn tail repaired) -> inspect the
-rest in workers, appending each row durably -> shard summary, merged summary, report,
+resolve the model -> lock the shard -> the run's settings and images (from its manifest
+when it exists: an AWS run's submitter wrote them) -> claim the manifest -> keep this
+shard's -> read back what this shard already wrote (``--resume``; torn tail repaired) ->
+inspect the rest in workers, appending each row durably -> shard summary, merged summary, report,
 upload. Interrupted (SIGINT / SIGTERM: ``stop``), it finishes the images in flight, writes
 a partial summary and returns; killed (SIGKILL, crash), the rows on disk are the ledger.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
@@ -26,16 +28,27 @@ from station.batch.layout import (
     check_run_id,
     new_run_id,
     report_key,
+    run_manifest_key,
     shard_summary_key,
     summary_key,
 )
 from station.batch.ledger import ResultWriter, load_done, shard_files
 from station.batch.model_uri import local_model_spec
-from station.batch.models import ModelChoiceError, ProfileRef, latest_profile, parse_profile, resolve_model
+from station.batch.models import ProfileRef, resolve_model
 from station.batch.output import RunOutput
+from station.batch.profiles import ProfileShipError, profile_ref
 from station.batch.progress import ProgressLine
 from station.batch.rows import utc_now_iso
 from station.batch.s3io import S3Access, S3AccessError
+from station.batch.settings import (
+    InspectionSettings,
+    Requested,
+    SettingsConflict,
+    fresh_settings,
+    settings_of_manifest,
+    with_profiles,
+)
+from station.batch.shard_lock import ShardLock, ShardLocked
 from station.batch.summary import format_matrix, merge, summarize
 from station.batch.workers import WorkerFailed, WorkerPool, WorkerSpec, auto_workers, run_in_process
 
@@ -63,16 +76,22 @@ class BatchOptions:
     run_id: str | None = None
     date: str | None = None
     compare: bool = False
-    station: str = "batch"
-    recipe: str = "unknown"
-    lot: str = ""
+    # inspection settings; None: not given (taken from the run's manifest, else the default)
+    station: str | None = None
+    recipe: str | None = None
+    lot: str | None = None
     profile: str | None = None
     no_spec: bool = False
-    policy: dict[str, float] = field(default_factory=dict)
+    policy: dict[str, float] | None = None
     s3: AwsEndpoint | None = None
     report: bool = True
     stderr: TextIO | None = None
     upload_every_s: float = UPLOAD_EVERY_S  # S3 outputs: periodic upload of the shard's results
+
+    @property
+    def requested(self) -> Requested:
+        return Requested(station=self.station, recipe=self.recipe, lot=self.lot, policy=self.policy,
+                         no_spec=self.no_spec, profile=self.profile)
 
 
 @dataclass
@@ -95,11 +114,15 @@ def _say(opts: BatchOptions, msg: str) -> None:
     print(msg, file=opts.stderr or sys.stderr, flush=True)
 
 
-def _list_items(opts: BatchOptions, s3: S3Access | None) -> tuple[list[ImageItem], list[str]]:
+def _list_items(opts: BatchOptions, s3: S3Access | None, settings: InspectionSettings,
+                manifest: dict[str, Any] | None, output: RunOutput) -> tuple[list[ImageItem], list[str]]:
     items: list[ImageItem] = []
     described = list(opts.inputs)
+    if manifest is not None and manifest.get("listing"):
+        return _listed_items(opts, settings, manifest, output), list(manifest.get("inputs") or described)
     if opts.inputs:
-        items += inputs_mod.collect(opts.inputs, s3=s3, recipe=opts.recipe, station=opts.station, lot=opts.lot)
+        items += inputs_mod.collect(opts.inputs, s3=s3, recipe=settings.recipe, station=settings.station,
+                                    lot=settings.lot)
     if opts.query is not None:
         items += inputs_mod.list_record(opts.data_dir, opts.query)
         described.append(opts.query.describe())
@@ -112,18 +135,49 @@ def _list_items(opts: BatchOptions, s3: S3Access | None) -> tuple[list[ImageItem
     return items, described
 
 
-def _profiles(opts: BatchOptions, recipes: set[str]) -> dict[str, ProfileRef | None]:
-    if opts.no_spec:
-        return dict.fromkeys(recipes)
-    if opts.profile:
-        ref = parse_profile(opts.profile, opts.data_dir)
-        return dict.fromkeys(recipes, ref)
-    found = {r: latest_profile(opts.data_dir, r) for r in sorted(recipes)}
-    for recipe, ref in found.items():
-        if ref is None:
-            _say(opts, f"spec checks skipped for recipe {recipe!r}: no calibration profile in "
-                       f"{opts.data_dir / 'calibration'} (pass --profile to use one)")
-    return found
+def _listed_items(opts: BatchOptions, settings: InspectionSettings, manifest: dict[str, Any],
+                  output: RunOutput) -> list[ImageItem]:
+    """An AWS run's images: the listing its submitter counted (hash-checked), not a new
+    listing of the prefix, so an object added during the run is inspected by no shard
+    rather than by the shards that happened to list it."""
+    listing = manifest["listing"]
+    if opts.inputs and list(opts.inputs) != list(manifest.get("inputs") or []):
+        raise BatchError(f"run {manifest.get('run_id')} inspects {manifest.get('inputs')}, not {opts.inputs}: "
+                         f"use a new --run-id for other inputs")
+    try:
+        data = output.read_bytes(listing["key"])
+    except (OSError, S3AccessError) as exc:
+        raise BatchError(f"run {manifest.get('run_id')}: cannot read its image listing {listing['key']}: {exc}") from None
+    if hashlib.sha256(data).hexdigest() != listing["sha256"]:
+        raise BatchError(f"run {manifest.get('run_id')}: {listing['key']} does not match the run manifest "
+                         f"(sha256 {hashlib.sha256(data).hexdigest()[:12]}, recorded {listing['sha256'][:12]})")
+    items = inputs_mod.items_from_listing(data, listing["key"], recipe=settings.recipe, station=settings.station,
+                                          lot=settings.lot)
+    if len(items) != int(listing["images"]):
+        raise BatchError(f"run {manifest.get('run_id')}: {listing['key']} lists {len(items)} image(s), "
+                         f"the manifest {listing['images']}")
+    return items
+
+
+def _profile_refs(opts: BatchOptions, settings: InspectionSettings, recipes: set[str],
+                  output: RunOutput) -> dict[str, ProfileRef | None]:
+    """Each recipe's loadable profile as the manifest pins it (shipped ones fetched and
+    verified); a recipe the manifest does not know (a record that grew since) is skipped."""
+    refs: dict[str, ProfileRef | None] = {}
+    cache: dict[str, ProfileRef] = {}
+    for recipe in sorted(recipes):
+        desc = settings.profiles.get(recipe) if settings.spec else None
+        if settings.spec and recipe not in settings.profiles:
+            _say(opts, f"spec checks skipped for recipe {recipe!r}: the run began without it, so no profile was pinned")
+        if desc is None:
+            refs[recipe] = None
+            continue
+        try:
+            ref = cache.get(desc["content_hash"]) or profile_ref(desc, opts.data_dir, output.read_bytes)
+        except (ProfileShipError, S3AccessError, OSError) as exc:
+            raise BatchError(f"calibration profile of recipe {recipe!r}: {exc}") from None
+        refs[recipe] = cache[desc["content_hash"]] = ref
+    return refs
 
 
 def _check_options(opts: BatchOptions) -> None:
@@ -135,9 +189,17 @@ def _check_options(opts: BatchOptions) -> None:
         check_date(opts.date)
 
 
+def _run_settings(opts: BatchOptions, manifest: dict[str, Any] | None, where: str) -> InspectionSettings | None:
+    try:
+        return settings_of_manifest(manifest, opts.requested, opts.data_dir, where) if manifest else None
+    except SettingsConflict as exc:
+        raise BatchError(str(exc)) from None
+
+
 def run_batch(opts: BatchOptions, stop: threading.Event | None = None) -> BatchResult:
     """Run one shard of a batch; raises BatchError / InputError / ModelChoiceError before
-    any image is inspected when the run cannot start."""
+    any image is inspected when the run cannot start (another process on the same run and
+    shard included: it holds the shard's lock)."""
     stop = stop or threading.Event()
     _check_options(opts)
     out_loc = OutLocation.parse(opts.out)
@@ -153,14 +215,34 @@ def run_batch(opts: BatchOptions, stop: threading.Event | None = None) -> BatchR
         _say(opts, f"resuming run {run_id}")
     run_id = check_run_id(run_id or new_run_id())
     output.bind(run_id)
+    try:
+        lock = ShardLock.acquire(output.root, run_id, opts.shard)
+    except ShardLocked as exc:
+        raise BatchError(str(exc)) from None
+    with lock:  # held until the shard's files are written and uploaded
+        return _run_locked(opts, stop, output, out_loc, s3, model, run_id)
 
-    items, described = _list_items(opts, s3)
+
+def _run_locked(opts: BatchOptions, stop: threading.Event, output: RunOutput, out_loc: OutLocation,
+                s3: S3Access, model: Any, run_id: str) -> BatchResult:
+    where = f"{out_loc}/{run_manifest_key(run_id)}"
+    existing = output.read_json(run_manifest_key(run_id))
+    settings = _run_settings(opts, existing, where) or fresh_settings(opts.requested)
+    items, described = _list_items(opts, s3, settings, existing, output)
+    if existing is None or existing.get("settings") is None:  # a new run pins its profiles
+        try:
+            settings = with_profiles(settings, {i.recipe for i in items}, opts.requested, opts.data_dir,
+                                     lambda msg: _say(opts, msg))
+        except ProfileShipError as exc:
+            raise BatchError(str(exc)) from None
     mine = list(inputs_mod.select_shard(items, opts.shard, opts.shards))
     manifest = output.claim_manifest(run_id, {
         "run_id": run_id, "created_at": utc_now_iso(),
         "date": opts.date or datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "model": model.to_json(), "inputs": described, "shards": opts.shards, "compare": opts.compare,
+        "settings": settings.to_json(),
     })
+    settings = _run_settings(opts, manifest, where) or settings  # another shard may have claimed it first
     if manifest["model"]["model_hash"] != model.model_hash:
         raise BatchError(f"run {run_id} was started with model {manifest['model']['model_id']} "
                          f"(hash {manifest['model']['model_hash'][:12]}), not {model.model_id}: "
@@ -168,11 +250,14 @@ def run_batch(opts: BatchOptions, stop: threading.Event | None = None) -> BatchR
     if int(manifest.get("shards", 1)) != opts.shards:
         raise BatchError(f"run {run_id} was started with --shards {manifest.get('shards')}, not {opts.shards}: "
                          f"a different count would move images between shards")
-    date = opts.date or manifest["date"]
+    if opts.date is not None and opts.date != manifest["date"]:
+        raise BatchError(f"run {run_id} writes the date partition {manifest['date']}, not --date {opts.date}: "
+                         f"drop --date to continue it, or use a new --run-id")
+    date = manifest["date"]
 
     # S3 outputs: fetch the shard's uploaded results first, resume or not, so that a re-run
     # on another machine (no staging) sees them and is refused instead of overwriting them
-    fetched = output.fetch_shard(run_id, opts.shard)
+    fetched = output.fetch_shard(run_id, opts.shard, date)
     if fetched:
         _say(opts, f"fetched {fetched} result file(s) of shard {opts.shard} from {out_loc}")
     done, repairs = load_done(output.root, run_id, opts.shard)
@@ -183,10 +268,9 @@ def run_batch(opts: BatchOptions, stop: threading.Event | None = None) -> BatchR
     for r in repairs:
         _say(opts, f"repaired {r.path.name}: cut a torn last line ({r.dropped_bytes} bytes)")
     pending = [i for i in mine if i.image_id not in done]
-    recipes = {i.recipe for i in mine}
     workers = opts.workers or auto_workers(len(pending), opts.threads)
-    profiles = _profiles(opts, recipes)
-    spec = WorkerSpec(model=model, profiles=profiles, policy=dict(opts.policy), run_id=run_id,
+    profiles = _profile_refs(opts, settings, {i.recipe for i in mine}, output)
+    spec = WorkerSpec(model=model, profiles=profiles, policy=dict(settings.policy), run_id=run_id,
                       shard=opts.shard, threads=opts.threads, s3=opts.s3)
     _say(opts, f"run {run_id} shard {opts.shard}/{opts.shards}: {len(mine)} of {len(items)} image(s), "
                f"{len(mine) - len(pending)} already done; model {model.model_id} v{model.model_version}; "
@@ -244,6 +328,7 @@ def run_batch(opts: BatchOptions, stop: threading.Event | None = None) -> BatchR
         interrupted=stop.is_set(), failed=failed, model=model.to_json(), inputs=described,
         images_listed=len(mine), inspected_this_session=len(new_rows), resumed_from=len(done),
         spec_profiles={r: (p.identity if p else None) for r, p in profiles.items()},
+        settings=settings.to_json(),
         workers=workers, threads=opts.threads, elapsed_s=round(elapsed, 3),
         images_per_s=round(len(new_rows) / elapsed, 3) if elapsed > 0 else None,
         images_per_s_after_start=round(after_start / busy, 3) if busy > 0 and after_start else None,

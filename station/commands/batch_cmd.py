@@ -139,11 +139,12 @@ def _options(args: argparse.Namespace, data_dir: Path):
         inputs=inputs, query=query, model=args.model, data_dir=data_dir, out=args.out, workers=args.workers,
         threads=args.threads, resume=args.resume, shard=shard, shards=shards, run_id=args.run_id, date=args.date,
         compare=args.compare,
-        station=args.station or (cfg.station.station if cfg else "batch"),
-        recipe=args.recipe or (cfg.recipe.name if cfg else "unknown"),
-        lot=args.lot or "",
+        # None: not given, so a run that exists keeps its own (its manifest's) settings
+        station=args.station or (cfg.station.station if cfg else None),
+        recipe=args.recipe or (cfg.recipe.name if cfg else None),
+        lot=args.lot,
         profile=args.profile, no_spec=args.no_spec,
-        policy=cfg.recipe.decision.model_dump() if cfg else {}, s3=endpoint, report=not args.no_report)
+        policy=cfg.recipe.decision.model_dump() if cfg else None, s3=endpoint, report=not args.no_report)
 
 
 def run(args: argparse.Namespace, data_dir: Path) -> int:

@@ -19,10 +19,12 @@ import pytest
 from conftest import copy_images
 from servers import start_moto, start_s3
 
-from station.batch.aws_batch import BatchTarget, SubmitError, plan_submission, submit
+from station.batch.aws_batch import BatchTarget, SubmitError, plan_submission, publish_run, submit
 from station.batch.model_uri import ModelUriError, resolve_model_uri, upload_model
 from station.batch.models import resolve_model
+from station.batch.layout import parse_results_key
 from station.batch.s3io import S3Access
+from station.batch.settings import Requested
 from station.aws_client import AwsEndpoint
 from station.cli import main
 from station.detect.registry import ModelRegistry
@@ -102,7 +104,7 @@ def test_submit_array_and_merge_jobs_then_run_them_like_fargate(
     merge_id = re.search(r"merge job:\s+(\S+)", printed).group(1)
     run_id = re.search(r"^run (\S+):", printed, re.M).group(1)
     assert f"aws batch describe-jobs --jobs {array_id} {merge_id}" in printed
-    assert f"linestation batch-merge s3://{s3.bucket}/batch/runs/{run_id}/ --run-id {run_id}" in printed
+    assert f"linestation batch-merge s3://{s3.bucket}/batch/ --run-id {run_id}" in printed
 
     # the model went up once, as the registry wrote it
     ref = resolve_model("active", station_data)
@@ -111,7 +113,7 @@ def test_submit_array_and_merge_jobs_then_run_them_like_fargate(
     remote_meta = s3.client().get_object(Bucket=s3.bucket, Key=model_prefix + "model.json")["Body"].read()
     assert hashlib.sha256(remote_meta).digest() == hashlib.sha256(local_meta).digest()
     model_uri = f"s3://{s3.bucket}/{model_prefix}"
-    out_uri = f"s3://{s3.bucket}/batch/runs/{run_id}/"
+    out_uri = f"s3://{s3.bucket}/batch/"  # the shared layout, as a local run
 
     jobs = _jobs(moto, array_id, merge_id)
     array, merge = jobs[array_id], jobs[merge_id]
@@ -140,22 +142,24 @@ def test_submit_array_and_merge_jobs_then_run_them_like_fargate(
 
     assert child(0) == 0 and child(2) == 0
     assert run_merge() == 1
-    partial = _summary(s3, f"batch/runs/{run_id}/summary/run={run_id}/summary.json")
+    partial = _summary(s3, f"batch/summary/run={run_id}/summary.json")
     assert partial["complete"] is False and partial["missing_shards"] == [1]
     assert child(1) == 0
     assert run_merge() == 0
-    summary = _summary(s3, f"batch/runs/{run_id}/summary/run={run_id}/summary.json")
+    summary = _summary(s3, f"batch/summary/run={run_id}/summary.json")
     assert summary["complete"] and summary["shards_present"] == [0, 1, 2]
     assert summary["images"] == summary["rows_read"] == len(uris)
 
-    keys = s3.keys(f"batch/runs/{run_id}/results/")
+    keys = [k for k in s3.keys("batch/results/") if parse_results_key(k).run_id == run_id]
+    # the partitions of every local run: one Athena table over batch/results/ covers AWS runs too
+    assert {k.rsplit("/", 1)[0] for k in keys} == {f"batch/results/date={opts['--date']}/station=s1/recipe=rb"}
     rows = []
     for k in keys:
         body = s3.client().get_object(Bucket=s3.bucket, Key=k)["Body"].read().decode()
         rows += [json.loads(line) for line in body.splitlines() if line.strip()]
     assert sorted(r["image"] for r in rows) == sorted(uris)  # every image exactly once
     assert {r["shard"] for r in rows} == {0, 1, 2}
-    html = s3.client().get_object(Bucket=s3.bucket, Key=f"batch/runs/{run_id}/reports/run={run_id}/report.html")[
+    html = s3.client().get_object(Bucket=s3.bucket, Key=f"batch/reports/run={run_id}/report.html")[
         "Body"].read().decode()
     HTMLParser().feed(html)
     assert f"<b>{len(uris)}</b>" in html and "heatmap (recomputed)" in html
@@ -235,15 +239,16 @@ def test_retried_child_resumes_and_a_fresh_rerun_is_refused(tmp_path, station_da
     _upload_images(s3, copy_images(recorded_images[:4], tmp_path / "in"), "raw/retry")
     plan = plan_submission([f"s3://{s3.bucket}/raw/retry/"], "active", out_base=f"s3://{s3.bucket}/batch",
                            data_dir=station_data, s3=creds, s3_endpoint=s3.endpoint_url,
-                           child_options=["--recipe", "rb", "--station", "s1"])
+                           requested=Requested(recipe="rb", station="s1"))
+    publish_run(plan)  # what submit() writes before submitting: run.json, listing, profiles
     assert "--resume" in plan.child_command
     first = tmp_path / "attempt-1"
     assert main(["--data-dir", str(first), *plan.child_command]) == 0
-    results_prefix = f"batch/runs/{plan.run_id}/results/"
+    results_prefix = f"batch/results/date={plan.date}/station=s1/recipe=rb/{plan.run_id}-"
     keys = s3.keys(results_prefix)
     bodies = {k: s3.client().get_object(Bucket=s3.bucket, Key=k)["Body"].read() for k in keys}
     assert sum(len(b.splitlines()) for b in bodies.values()) == 4
-    shard_key = f"batch/runs/{plan.run_id}/summary/run={plan.run_id}/shard=0.json"
+    shard_key = f"batch/summary/run={plan.run_id}/shard=0.json"
 
     shutil.rmtree(first)  # the retry: the same command in a fresh container
     assert main(["--data-dir", str(tmp_path / "attempt-2"), *plan.child_command]) == 0

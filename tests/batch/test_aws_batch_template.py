@@ -8,7 +8,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from station.batch.aws_batch import run_uri
+from station.batch.aws_batch import out_uri
+from station.batch.layout import (
+    REPORTS_DIR,
+    RESULTS_DIR,
+    SUMMARY_DIR,
+    report_key,
+    results_key,
+    run_listing_key,
+    run_manifest_key,
+    run_profile_key,
+    shard_summary_key,
+    summary_key,
+)
 from station.batch.model_uri import model_location
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,18 +89,24 @@ def test_job_role_is_least_privilege(template):
                     conditions[a] = st["Condition"]
     assert set(grants) == {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "kms:GenerateDataKey", "kms:Decrypt"}
     sub = lambda text: json.dumps({"Fn::Sub": text}, sort_keys=True)  # noqa: E731
+    out = [f"${{BatchOutPrefix}}{d}/*" for d in (RESULTS_DIR, SUMMARY_DIR, REPORTS_DIR)]
     assert sorted(grants["s3:GetObject"]) == sorted([sub("${DataBucket.Arn}/${BatchInputPrefix}*"),
                                                      sub("${DataBucket.Arn}/models/*"),
-                                                     sub("${DataBucket.Arn}/${BatchRunsPrefix}*")])
-    assert grants["s3:PutObject"] == [sub("${DataBucket.Arn}/${BatchRunsPrefix}*")]
+                                                     *(sub("${DataBucket.Arn}/" + p) for p in out[:2])])
+    assert grants["s3:PutObject"] == [sub("${DataBucket.Arn}/" + p) for p in out]  # reports: written, never read
     prefixes = conditions["s3:ListBucket"]["StringLike"]["s3:prefix"]
-    assert [_subs(p) for p in prefixes] == ["${BatchInputPrefix}*", "${BatchRunsPrefix}*"]
+    assert [_subs(p) for p in prefixes] == ["${BatchInputPrefix}*", *out[:2]]
 
 
 def test_submitter_writes_where_the_role_allows(template):
-    """Runs go under BatchRunsPrefix and models under models/: the layout the IAM grants name."""
-    runs = template["Parameters"]["BatchRunsPrefix"]["Default"]
-    out_base = "s3://plant-data/" + runs.removesuffix("runs/").rstrip("/")
-    assert run_uri(out_base, "batch-1").startswith(f"s3://plant-data/{runs}")
+    """Runs go into the shared layout under BatchOutPrefix and models under models/: the
+    folders the IAM grants name."""
+    base = template["Parameters"]["BatchOutPrefix"]["Default"]
+    out = out_uri("s3://plant-data/" + base.rstrip("/"))
+    assert out == f"s3://plant-data/{base}"
+    for key in (results_key("batch-1", 0, date="2026-11-27", station="s1", recipe="rb"), run_manifest_key("batch-1"),
+                run_listing_key("batch-1"), run_profile_key("batch-1", "SIM-0001", "rb", 1),
+                shard_summary_key("batch-1", 0), summary_key("batch-1"), report_key("batch-1")):
+        assert key.split("/", 1)[0] in (RESULTS_DIR, SUMMARY_DIR, REPORTS_DIR), key
     assert model_location("s3://plant-data", "m1", "3").prefix.startswith("models/")
     assert template["Parameters"]["BatchInputPrefix"]["Default"] == "raw/"  # where stations upload images

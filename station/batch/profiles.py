@@ -1,0 +1,118 @@
+"""Calibration profiles a run checks against, pinned by content hash, and shipped with AWS runs.
+
+A run's manifest names each recipe's profile by a *descriptor*: its identity, the sha256
+of ``profile.json`` and ``reference.png`` and the profile's content hash, plus where it
+is - ``root`` (a local calibration store) or ``key`` (a copy stored with the run, under
+``summary/run=<id>/profiles/``). The AWS Batch submitter uploads the profiles the local
+run would use next to the run (:func:`ship_profile`), since the containers have no
+calibration store; a child downloads them into ``<data-dir>/batch/profile-cache/`` and
+checks every file against the manifest's hashes before using it (:func:`profile_ref`),
+as :mod:`station.batch.model_uri` does for the model. A local shard or resume that finds
+the store's profile changed since the run began is refused rather than mixing two specs.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from calibration.profile import PROFILE_FILE, REFERENCE_FILE, ProfileError
+from station.batch.layout import run_profile_key
+from station.batch.models import ProfileRef
+from station.durable import fsync_dir, write_synced
+
+FILES = (REFERENCE_FILE, PROFILE_FILE)  # reference first: a reader that finds profile.json finds both
+CACHE_DIR = "profile-cache"
+
+
+class ProfileShipError(ValueError):
+    """A profile that cannot be described, shipped or fetched; the message names it and why."""
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _version_dir(ref: ProfileRef) -> Path:
+    return Path(ref.root) / ref.serial / ref.recipe / f"v{ref.version}"
+
+
+def describe_profile(ref: ProfileRef) -> dict[str, Any]:
+    """The descriptor of a stored profile version (loaded once to prove it is valid)."""
+    try:
+        profile = ref.load()
+        files = {name: _sha256((_version_dir(ref) / name).read_bytes()) for name in FILES}
+    except (ProfileError, OSError, ValueError) as exc:
+        raise ProfileShipError(f"profile {ref.identity}: {exc}") from None
+    return {"identity": ref.identity, "serial": ref.serial, "recipe": ref.recipe, "version": ref.version,
+            "content_hash": profile.content_hash, "files": files, "root": str(Path(ref.root).resolve())}
+
+
+def ship_profile(desc: dict[str, Any], run_id: str, put: Callable[[str, bytes, str], None]) -> dict[str, Any]:
+    """Upload a local profile (``desc`` with ``root``) with the run; returns the descriptor
+    the children use (``key`` instead of this machine's ``root``). ``put(key, data, type)``
+    writes one layout key of the run."""
+    src = _version_dir(ProfileRef(Path(desc["root"]), desc["serial"], desc["recipe"], int(desc["version"])))
+    out = {k: v for k, v in desc.items() if k != "root"}
+    out["key"] = run_profile_key(run_id, desc["serial"], desc["recipe"], int(desc["version"]))
+    for name in FILES:
+        data = (src / name).read_bytes()
+        if _sha256(data) != desc["files"][name]:
+            raise ProfileShipError(f"{src / name} changed since it was read; not uploading it")
+        put(f"{out['key']}/{name}", data, "application/json" if name == PROFILE_FILE else "image/png")
+    return out
+
+
+def _verified_copy(desc: dict[str, Any], cache_root: Path, get: Callable[[str], bytes]) -> Path:
+    """Download the shipped profile into ``cache_root`` (store layout), every file checked
+    against the manifest's sha256 before the version directory is renamed into place."""
+    final = cache_root / desc["serial"] / desc["recipe"] / f"v{int(desc['version'])}"
+    if final.is_dir() and all((final / n).is_file() and _sha256((final / n).read_bytes()) == desc["files"][n]
+                              for n in FILES):
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".v{desc['version']}.{uuid.uuid4().hex[:8]}.tmp"
+    tmp.mkdir()
+    try:
+        for name in FILES:
+            data = get(f"{desc['key']}/{name}")
+            if _sha256(data) != desc["files"][name]:
+                raise ProfileShipError(f"profile {desc['identity']}: {desc['key']}/{name} does not match the run "
+                                       f"manifest (sha256 {_sha256(data)[:12]}, recorded {desc['files'][name][:12]})")
+            write_synced(tmp / name, data)
+        fsync_dir(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        fsync_dir(final.parent)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def profile_ref(desc: dict[str, Any], data_dir: Path, get: Callable[[str], bytes]) -> ProfileRef:
+    """The loadable profile a descriptor pins: the shipped copy (fetched and verified) or
+    the local store's version, whose content must still be what the run began with."""
+    try:
+        if desc.get("key"):
+            cache_root = Path(data_dir) / "batch" / CACHE_DIR / str(desc["content_hash"])[:16]
+            _verified_copy(desc, cache_root, get)
+            ref = ProfileRef(cache_root, desc["serial"], desc["recipe"], int(desc["version"]))
+        else:
+            ref = ProfileRef(Path(desc["root"]), desc["serial"], desc["recipe"], int(desc["version"]))
+        profile = ref.load()
+    except (KeyError, TypeError) as exc:
+        raise ProfileShipError(f"run manifest: bad profile entry {desc!r} ({exc})") from None
+    except (ProfileError, OSError, ValueError) as exc:
+        if isinstance(exc, ProfileShipError):
+            raise
+        raise ProfileShipError(f"profile {desc.get('identity')}: {exc}") from None
+    if profile.content_hash != desc["content_hash"]:
+        raise ProfileShipError(f"profile {desc['identity']} is not the one run began with (content hash "
+                               f"{profile.content_hash[:12]}, recorded {str(desc['content_hash'])[:12]})")
+    return ref
