@@ -6,6 +6,9 @@ files, rename, fsync the parent" (models, calibration profiles, datasets, images
 from __future__ import annotations
 
 import os
+import shutil
+import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -29,6 +32,27 @@ def write_synced(path: Path, data: bytes, mode: int | None = None) -> None:
         os.fsync(f.fileno())
     if mode is not None:
         os.chmod(path, mode)
+
+
+def publish_dir(final: Path, files: Iterable[tuple[str, bytes]]) -> Path:
+    """Write ``files`` (name, bytes) into a temp directory beside ``final``, fsync them and
+    rename the directory into place (replacing an older ``final``). If ``files`` raises
+    (a download that fails its hash check) nothing is left behind."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp"
+    tmp.mkdir()
+    try:
+        for name, data in files:
+            write_synced(tmp / name, data)
+        fsync_dir(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        fsync_dir(final.parent)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
 
 
 def try_lock_file(path: Path) -> int | None:

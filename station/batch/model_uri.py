@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +24,7 @@ from station.aws_client import error_code, http_status
 from station.batch.layout import LayoutError, split_s3_uri
 from station.batch.s3io import S3Access, S3AccessError
 from station.detect.registry import META_FILE
-from station.durable import fsync_dir, write_synced
+from station.durable import publish_dir
 
 MODELS_DIR = "models"
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -172,10 +169,7 @@ def resolve_model_uri(uri: str, cache_dir: Path, access: S3Access) -> Path:
     got = (str(meta.get("model_id", "")), str(meta.get("model_version", "")))
     if got != (loc.model_id, loc.model_version):
         raise ModelUriError(f"{loc.uri}: {META_FILE} describes {got[0]} version {got[1]}, not what the URI names")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{loc.model_id}.{uuid.uuid4().hex[:8]}.tmp"
-    tmp.mkdir()
-    try:
+    def verified():
         for name, info in meta["files"].items():
             data = _get_or_none(access, loc.bucket, loc.key(name))
             if data is None:
@@ -183,14 +177,8 @@ def resolve_model_uri(uri: str, cache_dir: Path, access: S3Access) -> Path:
             if _sha256(data) != info["sha256"]:
                 raise ModelUriError(f"{loc.uri}{name}: content hash mismatch (recorded {info['sha256'][:12]}, "
                                     f"downloaded {_sha256(data)[:12]})")
-            write_synced(tmp / name, data)
-        write_synced(tmp / META_FILE, meta_bytes)
-        fsync_dir(tmp)
-        if final.exists():  # an unverifiable older copy
-            shutil.rmtree(final)
-        os.rename(tmp, final)
-        fsync_dir(final.parent)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+            yield name, data
+        yield META_FILE, meta_bytes
+
+    publish_dir(final, verified())  # an unverifiable older copy is replaced
     return final

@@ -13,9 +13,6 @@ the store's profile changed since the run began is refused rather than mixing tw
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +20,7 @@ from typing import Any
 from calibration.profile import PROFILE_FILE, REFERENCE_FILE, ProfileError
 from station.batch.layout import run_profile_key
 from station.batch.models import ProfileRef
-from station.durable import fsync_dir, write_synced
+from station.durable import publish_dir
 
 FILES = (REFERENCE_FILE, PROFILE_FILE)  # reference first: a reader that finds profile.json finds both
 CACHE_DIR = "profile-cache"
@@ -74,24 +71,15 @@ def _verified_copy(desc: dict[str, Any], cache_root: Path, get: Callable[[str], 
     if final.is_dir() and all((final / n).is_file() and _sha256((final / n).read_bytes()) == desc["files"][n]
                               for n in FILES):
         return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".v{desc['version']}.{uuid.uuid4().hex[:8]}.tmp"
-    tmp.mkdir()
-    try:
+    def verified():
         for name in FILES:
             data = get(f"{desc['key']}/{name}")
             if _sha256(data) != desc["files"][name]:
                 raise ProfileShipError(f"profile {desc['identity']}: {desc['key']}/{name} does not match the run "
                                        f"manifest (sha256 {_sha256(data)[:12]}, recorded {desc['files'][name][:12]})")
-            write_synced(tmp / name, data)
-        fsync_dir(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        os.rename(tmp, final)
-        fsync_dir(final.parent)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+            yield name, data
+
+    publish_dir(final, verified())
     return final
 
 
