@@ -49,19 +49,45 @@ Row = dict[str, Any]
 IMAGES_PER_EXTRA_WORKER = 100  # a spawned worker costs ~1-2 s to start (imports, model)
 
 
-def usable_cpus() -> int:
-    """Cores this process may run on (its affinity mask, e.g. a container's cpuset)."""
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def cgroup_cpu_limit(root: Path = CGROUP_ROOT) -> float | None:
+    """The CPU quota of this process's cgroup in cores (``docker --cpus``, an ECS / Batch
+    task's vCPUs), or None when unlimited or unknown. cgroup v2 ``cpu.max`` ("quota
+    period" or "max period"), else v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return quota / period if quota > 0 and period > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+def usable_cpus(cgroup_root: Path = CGROUP_ROOT) -> int:
+    """Cores this process may use: its affinity mask (a cpuset), capped by its cgroup's CPU
+    quota (rounded down, at least 1): a container limited to 2 vCPUs on a 16-core host
+    must not start 16 workers, each loading the model."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+        cpus = os.cpu_count() or 1
+    quota = cgroup_cpu_limit(cgroup_root)
+    if quota is not None:
+        cpus = min(cpus, int(quota))
+    return max(1, cpus)
 
 
-def auto_workers(pending: int, threads: int = 1) -> int:
-    """``--workers auto``: one worker per ``threads`` cores, but no more than one per
-    ``IMAGES_PER_EXTRA_WORKER`` images - a short run is done before a second process has
-    started (on 2 cores, 2 workers pay off from ~100 images on)."""
-    by_cores = max(1, usable_cpus() // max(1, threads))
+def auto_workers(pending: int, threads: int = 1, cpus: int | None = None) -> int:
+    """``--workers auto``: one worker per ``threads`` usable cores, but one more worker only
+    per ``IMAGES_PER_EXTRA_WORKER`` images: a spawned worker takes 1-2 s to start, so on
+    2 cores a second one pays off from about 200 images on."""
+    by_cores = max(1, (cpus or usable_cpus()) // max(1, threads))
     return max(1, min(by_cores, pending // IMAGES_PER_EXTRA_WORKER))
 
 

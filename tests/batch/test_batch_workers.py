@@ -7,7 +7,7 @@ import pytest
 from conftest import copy_images
 from threadpoolctl import threadpool_info
 
-from station.batch.workers import IMAGES_PER_EXTRA_WORKER, auto_workers, usable_cpus
+from station.batch.workers import IMAGES_PER_EXTRA_WORKER, auto_workers, cgroup_cpu_limit, usable_cpus
 from station.cli import main
 from station.commands.batch_cmd import _workers
 
@@ -19,6 +19,32 @@ def test_auto_workers_one_per_core_but_not_for_a_short_run():
     assert auto_workers(IMAGES_PER_EXTRA_WORKER * 1000) == cpus
     assert auto_workers(IMAGES_PER_EXTRA_WORKER * 1000, threads=cpus) == 1  # threads use the cores
     assert auto_workers(2 * IMAGES_PER_EXTRA_WORKER) == min(2, cpus)
+    assert auto_workers(2 * IMAGES_PER_EXTRA_WORKER, cpus=8) == 2
+    assert auto_workers(100 * IMAGES_PER_EXTRA_WORKER, cpus=8, threads=2) == 4
+
+
+def test_cgroup_quota_caps_the_cores(tmp_path):
+    """A container's CPU quota (cgroup v2 cpu.max, v1 cfs files) caps the worker count."""
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cpu.max").write_text("max 100000\n")
+    assert cgroup_cpu_limit(v2) is None
+    (v2 / "cpu.max").write_text("150000 100000\n")  # 1.5 CPUs
+    assert cgroup_cpu_limit(v2) == 1.5
+    assert usable_cpus(v2) == 1
+    (v2 / "cpu.max").write_text("50000 100000\n")  # a 0.5 vCPU task still gets one worker
+    assert usable_cpus(v2) == 1
+    v1 = tmp_path / "v1" / "cpu"
+    v1.mkdir(parents=True)
+    (v1 / "cpu.cfs_quota_us").write_text("-1\n")
+    (v1 / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpu_limit(v1.parent) is None
+    (v1 / "cpu.cfs_quota_us").write_text("200000\n")
+    assert cgroup_cpu_limit(v1.parent) == 2.0
+    assert cgroup_cpu_limit(tmp_path / "missing") is None
+    assert auto_workers(10_000, cpus=usable_cpus(v1.parent)) == min(2, usable_cpus())
+    (v2 / "cpu.max").write_text("garbage\n")
+    assert cgroup_cpu_limit(v2) is None  # unreadable: no cap rather than a crash
 
 
 def test_workers_argument():
