@@ -14,6 +14,7 @@ as a table, built through the same code, for callers that want one.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -41,6 +42,34 @@ def top_of(image: np.ndarray, pixel_format: str | None = None) -> int:
 
 def full_window(top: int) -> GreyWindow:
     return GreyWindow(0, int(top))
+
+
+def fit_window(window: GreyWindow, top: int) -> GreyWindow:
+    """``window`` inside ``0..top``: a 16-bit preset on a 12-bit frame keeps its level and
+    as much of its width as fits, rather than running past the frame's white."""
+    if window.high <= top:
+        return window
+    return GreyWindow.from_level_width(window.level, window.width, top)
+
+
+def default_window(presets: Sequence[GreyWindow], top: int, grey_window: GreyWindow | None = None) -> GreyWindow:
+    """What a 16-bit frame is shown through until the operator changes it (live view, review,
+    results strip - all of them, so a part looks the same everywhere): the recipe's first
+    display preset, else its grey window (what the model sees), else the frame's full range."""
+    chosen = presets[0] if presets else grey_window
+    return fit_window(chosen, top) if chosen is not None else full_window(top)
+
+
+def to_8bit(image: np.ndarray, window: GreyWindow | None, top: int | None = None) -> np.ndarray:
+    """``image`` as 8 bits for a screen: uint8 as it is; one-channel uint16 through ``window``
+    (None: the full range up to ``top``, by dtype when not given); 16-bit colour by scale."""
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype != np.uint16:
+        raise ValueError(f"can only show uint8 or uint16 images, not {image.dtype}")
+    if image.ndim == 2:
+        return apply_window(image, window if window is not None else full_window(top or 65535))
+    return cv2.convertScaleAbs(image, alpha=255.0 / float(top or 65535))
 
 
 def apply_window(image: np.ndarray, window: GreyWindow) -> np.ndarray:

@@ -76,12 +76,6 @@ class SourceExhausted(Exception):
     """A finite source (a replay folder) has no more frames: there is no part to inspect."""
 
 
-class _NothingLanded(Exception):
-    """A watched folder stayed empty for the capture timeout while the line runs: no part
-    arrived, so nothing is recorded (an idle X-ray cell must not fill the record with
-    timeout faults); :meth:`InspectionCycle.run` goes back to waiting."""
-
-
 @dataclass(frozen=True)
 class CycleContext:
     """What every record of this cycle shares."""
@@ -188,9 +182,12 @@ class InspectionCycle:
         self._state_listeners: list[StateListener] = []
         self._inspection_listeners: list[InspectionListener] = []
         self.shadow = ShadowRunner(shadow, shadow_timeout_s, shadow_every) if shadow is not None else None
-        # A driver waiting for a part (a watched folder) must take nothing once suspended:
-        # the wait is cut short and _NothingLanded sends the loop back to wait for the resume.
-        camera.hold_when(lambda: bool(self._suspensions))
+        # What a watched folder delivered while the cycle waited ARMED (a frame, or the
+        # capture error of a file that arrived unusable); inspected by the next cycle pass.
+        self._arrived: Frame | Exception | None = None
+        # A driver waiting for a part (a watched folder) must take nothing once suspended or
+        # stopped: the wait is cut short and the run loop looks at why.
+        camera.hold_when(lambda: bool(self._suspensions) or self._stop.is_set())
 
     # --- listeners ----------------------------------------------------------------------
     def add_state_listener(self, fn: StateListener) -> None:
@@ -346,20 +343,38 @@ class InspectionCycle:
             self.disarm()
 
     def _next_outcome(self, ctx: PartContext) -> InspectionOutcome | None:
-        while True:
-            while True:  # wait out an interlock, then claim the trigger atomically
-                if not self._wait_while_suspended():
-                    break
-                if self._begin():
-                    break
-            if self._state != CycleState.CAPTURING:
-                return None  # stopped or aborted while suspended
-            try:
-                return self._inspect_begun(ctx, idle_ok=True)
-            except SourceExhausted:
-                return None
-            except _NothingLanded:
-                self._set_state(CycleState.ARMED)  # no file, no part: wait again (stop / interlock first)
+        while True:  # wait out an interlock (and a watched folder's quiet), then claim the trigger
+            if not self._wait_while_suspended():
+                break
+            if not self._part_arrived():
+                continue
+            if self._begin():
+                break
+        if self._state != CycleState.CAPTURING:
+            return None  # stopped or aborted while waiting
+        try:
+            return self._inspect_begun(ctx)
+        except SourceExhausted:
+            return None
+
+    def _part_arrived(self) -> bool:
+        """Has a part arrived? Always, for a triggered camera (the grab waits for it inside
+        CAPTURING). A watched folder is waited on here, while the cycle stays ARMED: a quiet
+        folder is no part, so a timeout announces nothing (no capturing/armed flicker every
+        ``capture_timeout_s``) and records nothing; the wait ends early on suspend or stop.
+        Whatever arrived is kept until the cycle begins it, even if an interlock closes in
+        between (the file is claimed already; it is inspected after the resume). The claim and
+        decode happen in this wait, so such a part's ``capture`` time is only its hand-over.
+        """
+        if self.trigger_mode is not TriggerMode.WATCHED_FOLDER or self._arrived is not None:
+            return True
+        try:
+            self._arrived = self.camera.grab(self.capture_timeout_s)
+        except CaptureTimeout:
+            return False  # nothing landed, or held / stopped: the loop decides
+        except Exception as exc:  # an unusable file, a lost folder: recorded as its capture fault
+            self._arrived = exc
+        return True
 
     def _wait_while_suspended(self) -> bool:
         while not self._resume.wait(0.05):
@@ -398,7 +413,7 @@ class InspectionCycle:
             raise RuntimeError(f"the cycle is suspended: {self.suspend_reason}")
         return self._inspect_begun(part)
 
-    def _inspect_begun(self, part: PartContext, idle_ok: bool = False) -> InspectionOutcome:
+    def _inspect_begun(self, part: PartContext) -> InspectionOutcome:
         t_start = time.perf_counter()
         if not part.recipe:  # a part source that knows no recipe: the one the cycle runs now
             part = replace(part, recipe=self.context.recipe)
@@ -411,7 +426,7 @@ class InspectionCycle:
                 out.fault = {"kind": "recipe_mismatch", "message": f"part {part.part_id} needs recipe "
                              f"{part.recipe}, the station runs {self.context.recipe}"}
             else:
-                self._capture(out, idle_ok)
+                self._capture(out)
             self._check_abort()
             if out.frame is not None:
                 self._set_state(CycleState.CHECKING)
@@ -435,14 +450,19 @@ class InspectionCycle:
         if self._abort.is_set():
             raise CycleAborted()
 
-    def _capture(self, out: InspectionOutcome, idle_ok: bool = False) -> None:
+    def _grab(self) -> Frame:
+        """The frame a watched folder already delivered (or its error), else a fresh grab."""
+        arrived, self._arrived = self._arrived, None
+        if isinstance(arrived, Exception):
+            raise arrived
+        return arrived if arrived is not None else self.camera.grab(self.capture_timeout_s)
+
+    def _capture(self, out: InspectionOutcome) -> None:
         t0 = time.perf_counter()
         try:
-            frame = self.camera.grab(self.capture_timeout_s)
+            frame = self._grab()
             out.frame = frame.with_context(out.context)
         except CaptureTimeout as exc:
-            if idle_ok and self.trigger_mode is TriggerMode.WATCHED_FOLDER:
-                raise _NothingLanded() from exc
             out.fault = {"kind": exc.kind, "message": str(exc)}
         except NoMoreFrames as exc:
             self.camera.disarm()

@@ -11,8 +11,8 @@ that references the file:
 3. ``os.replace`` onto the final name (atomic), ``fsync`` the directory so the rename
    itself survives a power cut.
 
-A crash leaves at worst a ``.tmp`` file or a finished image no row references; both are
-removed by :meth:`StationStore.recover`.
+A crash leaves at worst a ``.tmp`` file or a finished image (or original) no row
+references; all of them are removed by :meth:`StationStore.recover`.
 
 Original files (an X-ray detector's TIFF or DICOM) are kept byte for byte beside the PNG,
 under ``<data_dir>/originals/<hh>/<sha256>.<ext>`` (:meth:`ImageStore.put_original`), the
@@ -161,6 +161,18 @@ class ImageStore:
             for entry in os.scandir(sub.path):
                 if entry.is_file():
                     yield f"{IMAGES_DIRNAME}/{sub.name}/{entry.name}"
+
+    def iter_originals(self) -> Iterator[str]:
+        """Every kept original file, as paths relative to the data dir (none yet: nothing)."""
+        root = self.data_dir / ORIGINALS_DIRNAME
+        if not root.is_dir():
+            return
+        for sub in sorted(os.scandir(root), key=lambda e: e.name):
+            if not sub.is_dir():
+                continue
+            for entry in os.scandir(sub.path):
+                if entry.is_file():
+                    yield f"{ORIGINALS_DIRNAME}/{sub.name}/{entry.name}"
 
     def tmp_files(self) -> list[Path]:
         return sorted(p for p in self.tmp_dir.iterdir() if p.is_file())

@@ -48,6 +48,14 @@ log = logging.getLogger(__name__)
 
 LOCK_FILENAME = "station.lock"
 _IMAGE_NAME = re.compile(r"^images/[0-9a-f]{2}/[0-9a-f]{64}\.png$")
+_ORIGINAL_NAME = re.compile(r"^originals/[0-9a-f]{2}/[0-9a-f]{64}\.[a-z0-9]+$")
+# Where a record names its kept original (StoreRecorder sets ``meta.original.stored``): in
+# the inspection row's document, and in the document an s3 result row of the outbox carries.
+_REFERENCED_ORIGINALS = (
+    "SELECT json_extract(record, '$.meta.original.stored') FROM inspections",
+    "SELECT json_extract(payload, '$.document.meta.original.stored') FROM outbox "
+    "WHERE sink = 's3' AND kind = 'result'",
+)
 _TRAILING_NUMBER = re.compile(r"(\d+)$")
 _SQLITE_FULL = 13
 
@@ -59,20 +67,24 @@ class RecoveryReport:
     removed_tmp: list[str] = field(default_factory=list)  # partial writes in images/.tmp
     removed_stray: list[str] = field(default_factory=list)  # finished images no row references
     missing_images: list[str] = field(default_factory=list)  # referenced files that are gone
+    removed_originals: list[str] = field(default_factory=list)  # kept originals no record names
+    missing_originals: list[str] = field(default_factory=list)  # named originals that are gone
     audit: AuditReport | None = None
     duration_ms: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return not self.missing_images and (self.audit is None or self.audit.ok)
+        return (not self.missing_images and not self.missing_originals
+                and (self.audit is None or self.audit.ok))
 
     def summary(self) -> str:
         audit = "not checked" if self.audit is None else (
             f"{self.audit.count} entries intact" if self.audit.ok
             else f"BROKEN at {self.audit.first_broken_seq}: {self.audit.reason}")
-        return (f"recovery: removed {len(self.removed_tmp)} tmp and {len(self.removed_stray)} "
-                f"stray image files; {len(self.missing_images)} referenced images missing; "
-                f"audit chain {audit}")
+        return (f"recovery: removed {len(self.removed_tmp)} tmp, {len(self.removed_stray)} "
+                f"stray image and {len(self.removed_originals)} orphaned original files; "
+                f"{len(self.missing_images)} referenced images and {len(self.missing_originals)} "
+                f"named originals missing; audit chain {audit}")
 
 
 HEATMAP_MAX_SIDE = 640
@@ -150,7 +162,8 @@ class StationStore:
         except BaseException:
             self.close()
             raise
-        if self.recovery_report and (not self.recovery_report.ok or self.recovery_report.removed_stray):
+        if self.recovery_report and (not self.recovery_report.ok or self.recovery_report.removed_stray
+                                     or self.recovery_report.removed_originals):
             log.warning("%s", self.recovery_report.summary())
 
     # --- lifecycle -------------------------------------------------------------------
@@ -327,10 +340,14 @@ class StationStore:
 
     # --- recovery and verification ---------------------------------------------------
     def recover(self) -> RecoveryReport:
-        """Clean up after a crash: partial and unreferenced image files; check the chain.
+        """Clean up after a crash: partial and unreferenced image and original files; check
+        the chain.
 
-        Run at open. Takes the writer lock of the data directory (StoreLocked if another
-        process has it). Records what it removed in the audit log.
+        Run at open, before this process records anything: an X-ray original is kept
+        (:meth:`ImageStore.put_original`) before the record naming it is committed, so while a
+        cycle runs a just-kept original is not yet named anywhere. Takes the writer lock of the
+        data directory (StoreLocked if another process has it). Records what it removed in the
+        audit log.
         """
         t0 = time.perf_counter()
         with self._lock:
@@ -355,15 +372,33 @@ class StationStore:
                 else:
                     log.warning("unexpected file in the image store left alone: %s", rel)
             report.missing_images = sorted(referenced - on_disk)
+            self._recover_originals(report)
             report.audit = audit_log.verify(self.reader)
-            if report.removed_tmp or report.removed_stray or report.missing_images:
+            if (report.removed_tmp or report.removed_stray or report.missing_images
+                    or report.removed_originals or report.missing_originals):
                 self.audit("store.recovered", str(self.db_path.name), {
                     "removed_tmp": len(report.removed_tmp),
                     "removed_stray": len(report.removed_stray),
                     "missing_images": report.missing_images[:100],
+                    "removed_originals": report.removed_originals[:100],
+                    "missing_originals": report.missing_originals[:100],
                 })
             report.duration_ms = (time.perf_counter() - t0) * 1e3
         return report
+
+    def _recover_originals(self, report: RecoveryReport) -> None:
+        """Remove kept originals no record names (a crash between the original's write and
+        the commit), as :meth:`recover` does for images; report named ones that are gone."""
+        on_disk = set(self.images.iter_originals())
+        with self.reader.connect() as conn:
+            named = {rel for q in _REFERENCED_ORIGINALS for (rel,) in conn.exec_driver_sql(q) if rel}
+        for rel in sorted(on_disk - named):
+            if _ORIGINAL_NAME.match(rel):  # only our own files; leave anything else alone
+                self.images.remove(rel)
+                report.removed_originals.append(rel)
+            else:
+                log.warning("unexpected file among the kept originals left alone: %s", rel)
+        report.missing_originals = sorted(named - on_disk)
 
     def audit_verify(self, *, records: bool = True) -> AuditReport:
         """Check the audit chain, that every inspection has its entry and, with

@@ -1,22 +1,44 @@
 """Small image helpers for the screens, run on the line thread (Qt-free)."""
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
+
+from station.display_window import FORMAT_TOP, GreyWindow, to_8bit, top_of
+from station.ui.line_view import shown_window
 
 OVERLAY_MAX_SIDE = 640
 OVERLAY_FLOOR = 0.3  # below this heat (0.5 = the model's threshold) nothing is tinted
 THUMB_WIDTH = 192
 
 
-def thumbnail(image: np.ndarray, width: int = THUMB_WIDTH) -> np.ndarray:
-    """A small 8-bit copy for the results strip (made on the line thread, not the GUI's)."""
-    img = image
-    if img.dtype != np.uint8:
-        img = cv2.convertScaleAbs(img, alpha=255.0 / float(np.iinfo(img.dtype).max))
+def thumbnail(image: np.ndarray, width: int = THUMB_WIDTH, *, window: GreyWindow | None = None,
+              top: int | None = None) -> np.ndarray:
+    """A small 8-bit copy for the results strip (made on the line thread, not the GUI's).
+
+    A 16-bit frame goes through ``window``, the one its live view opens with
+    (:func:`station.display_window.default_window`): scaled by bit depth instead, an X-ray
+    part whose grey levels fill a tenth of the range is a flat dark tile.
+    """
+    img = to_8bit(image, window, top)
     h, w = img.shape[:2]
     size = (width, max(1, round(h * width / w)))
     return np.ascontiguousarray(cv2.resize(img, size, interpolation=cv2.INTER_AREA))
+
+
+def result_thumbnail(cfg: Any, image: np.ndarray, recipe: str | None, *, pixel_format: str | None = None,
+                     bit_depth: int | None = None, width: int = THUMB_WIDTH) -> np.ndarray:
+    """The strip's thumbnail of one result: a 16-bit mono frame through the window its recipe's
+    live view opens with. The frame's white comes from its pixel format, else the stored bit
+    depth (a Mono12 image read back from its PNG), else its dtype."""
+    if image.dtype == np.uint16 and image.ndim == 2:
+        if pixel_format not in FORMAT_TOP and bit_depth:
+            pixel_format = f"Mono{bit_depth}"
+        top = top_of(image, pixel_format)
+        return thumbnail(image, width, window=shown_window(cfg, recipe, top), top=top)
+    return thumbnail(image, width)
 
 
 def heat_overlay(heatmap: np.ndarray, max_side: int = OVERLAY_MAX_SIDE) -> np.ndarray:

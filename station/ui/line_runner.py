@@ -22,7 +22,7 @@ from station.capture.base import TriggerMode
 from station.inspect.cycle import InspectionOutcome
 from station.inspect.states import CycleState
 from station.runtime import StationRuntime, part_contexts
-from station.ui.imaging import heat_overlay, thumbnail
+from station.ui.imaging import heat_overlay, result_thumbnail
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,8 @@ class LineRunner:
         t = time.perf_counter()
         thumb = None
         if self._thumbnails and out.frame is not None:
-            thumb = thumbnail(out.frame.image)
+            thumb = result_thumbnail(self.runtime.cfg, out.frame.image, out.context.recipe or out.cycle.recipe,
+                                     pixel_format=out.frame.pixel_format)
         heat = out.detection.heatmap if out.detection is not None else None
         overlay = heat_overlay(heat) if heat is not None and out.decision.value != "pass" else None
         item = ShownResult(out, t, thumb, overlay)

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from station.display_window import GreyWindow
+from station.display_window import GreyWindow, default_window
 
 LINK_NAMES = {"modbus": "Modbus TCP", "opcua": "OPC UA"}
 
@@ -60,12 +60,28 @@ def active_recipe(runtime: Any, status: Any | None = None) -> RecipeShown:
     return RecipeShown(name, number)
 
 
-def display_presets(cfg: Any, recipe: str | None = None) -> list[tuple[str, GreyWindow]]:
-    """The window / level presets of ``recipe`` (default: the start recipe), in order."""
+def _recipe_config(cfg: Any, recipe: str | None) -> Any:
     rc = cfg.recipe
     if recipe is not None and recipe != rc.name:
         rc = next((r for r in cfg.recipes if r.name == recipe), rc)
-    return [(p.name, GreyWindow(p.low, p.high)) for p in rc.display_presets]
+    return rc
+
+
+def display_presets(cfg: Any, recipe: str | None = None) -> list[tuple[str, GreyWindow]]:
+    """The window / level presets of ``recipe`` (default: the start recipe), in order."""
+    return [(p.name, GreyWindow(p.low, p.high)) for p in _recipe_config(cfg, recipe).display_presets]
+
+
+def recipe_grey_window(cfg: Any, recipe: str | None = None) -> GreyWindow | None:
+    """The grey window ``recipe``'s model sees (None: the recipe has none)."""
+    gw = _recipe_config(cfg, recipe).grey_window
+    return GreyWindow(gw.low, gw.high) if gw is not None else None
+
+
+def shown_window(cfg: Any, recipe: str | None, top: int) -> GreyWindow:
+    """The window a 16-bit frame of ``recipe`` opens with on every screen (live view, review,
+    results strip thumbnails): see :func:`station.display_window.default_window`."""
+    return default_window([w for _, w in display_presets(cfg, recipe)], top, recipe_grey_window(cfg, recipe))
 
 
 @dataclass(frozen=True)

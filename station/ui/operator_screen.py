@@ -27,10 +27,18 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWi
 
 from station.display_window import top_of
 from station.ui.context import UiContext
-from station.ui.imaging import thumbnail
+from station.ui.imaging import result_thumbnail
 from station.ui.line_panel import QtLinePanel
 from station.ui.line_runner import ShownResult
-from station.ui.line_view import active_recipe, active_suspensions, display_presets, line_links, line_status
+from station.ui.line_view import (
+    active_recipe,
+    active_suspensions,
+    display_presets,
+    line_links,
+    line_status,
+    recipe_grey_window,
+    shown_window,
+)
 from station.ui.live_view import QtLiveView
 from station.ui.operator_panels import QtCountersPanel, QtPartPanel, QtSpecPanel, QtSyncPanel
 from station.ui.results_strip import QtResultsStrip
@@ -70,7 +78,8 @@ class QtOperatorScreen(QWidget):
         self.strip = QtResultsStrip(ctx.ui_cfg.recent_results)
         self.held = QtSuspensionBanner()
         self.line_panel = QtLinePanel()
-        self.window_level = QtWindowLevelBar(display_presets(ctx.runtime.cfg), lambda: self.live.frame)
+        self.window_level = QtWindowLevelBar(display_presets(ctx.runtime.cfg), lambda: self.live.frame,
+                                             grey_window=recipe_grey_window(ctx.runtime.cfg))
         self.window_level.window_changed.connect(self.live.set_window)
         self._wl_mouse = WindowLevelMouse(self.live, self.window_level)
 
@@ -261,7 +270,7 @@ class QtOperatorScreen(QWidget):
         self.line_panel.show_line(recipe, line_links(rt, status))
         if recipe.name != self._recipe_shown:
             self._recipe_shown = recipe.name
-            self.window_level.set_presets(display_presets(rt.cfg, recipe.name))
+            self.window_level.set_presets(display_presets(rt.cfg, recipe.name), recipe_grey_window(rt.cfg, recipe.name))
 
     # --- periodic reads on the task runner ------------------------------------------------
     def refresh_sync(self) -> None:
@@ -292,7 +301,7 @@ class QtOperatorScreen(QWidget):
 
     def _load_recent(self) -> None:
         """The strip after a restart: the last results from the database, with thumbnails."""
-        store, n = self.ctx.store, len(self.strip.tiles)
+        store, n, cfg = self.ctx.store, len(self.strip.tiles), self.ctx.runtime.cfg
 
         def load(control) -> list[tuple[str, str, object]]:
             import cv2  # only here: reading saved images back
@@ -303,7 +312,9 @@ class QtOperatorScreen(QWidget):
                 path = store.image_path(doc["id"]) if doc.get("id") else None
                 if path is not None:
                     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-                    thumb = thumbnail(img) if img is not None else None
+                    thumb = None if img is None else result_thumbnail(
+                        cfg, img, doc.get("recipe"), pixel_format=(doc.get("camera") or {}).get("pixel_format"),
+                        bit_depth=(doc.get("image") or {}).get("bit_depth"))
                 items.append((doc["decision"], doc.get("part_id") or "", thumb))
             return items
 

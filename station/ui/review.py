@@ -40,7 +40,7 @@ from PySide6.QtWidgets import (
 
 from station.display_window import FORMAT_TOP, GreyWindow, apply_window
 from station.review_labels import AlreadyLabelled, ReviewAction, record_review_label
-from station.ui.line_view import display_presets
+from station.ui.line_view import display_presets, recipe_grey_window
 from station.ui.review_image import QtPictureView, scaled_font
 from station.ui.review_queue import ReviewDetail, ReviewItem, display_rgb, load_for_display, review_queue
 from station.ui.window_level_widget import QtWindowLevelBar, WindowLevelMouse
@@ -95,7 +95,8 @@ class QtReviewPage(QWidget):
         self.heatmap_box = QCheckBox("Heatmap (H)")
         self.heatmap_box.setChecked(True)
         self.heatmap_box.toggled.connect(self._show_picture)
-        self.window_level = QtWindowLevelBar(display_presets(ctx.runtime.cfg), self._stored_image)
+        self.window_level = QtWindowLevelBar(display_presets(ctx.runtime.cfg), self._stored_image,
+                                             grey_window=recipe_grey_window(ctx.runtime.cfg))
         self.window_level.window_changed.connect(self._show_picture)
         self._wl_mouse = WindowLevelMouse(self.picture, self.window_level)
 
@@ -304,7 +305,8 @@ class QtReviewPage(QWidget):
         if img is None or img.dtype != np.uint16 or img.ndim != 2:
             self.window_level.deactivate()
             return
-        self.window_level.set_presets(display_presets(self.ctx.runtime.cfg, d.item.recipe))
+        cfg = self.ctx.runtime.cfg
+        self.window_level.set_presets(display_presets(cfg, d.item.recipe), recipe_grey_window(cfg, d.item.recipe))
         bits = (d.document.get("image") or {}).get("bit_depth")
         self.window_level.activate(FORMAT_TOP.get(f"Mono{bits}", 65535) if bits else 65535)
 

@@ -2,7 +2,8 @@
 
 :class:`QtWindowLevelBar` holds the current :class:`~station.display_window.GreyWindow` and
 shows it as numbers (W / L), with one large button per recipe preset, *Auto* (percentiles
-of the frame on screen) and *Reset* (the recipe's first preset, else the full range).
+of the frame on screen) and *Reset* (:func:`~station.display_window.default_window`: the
+recipe's first preset, else its grey window, else the full range).
 :class:`WindowLevelMouse` lets the operator drag on the image itself, the usual radiology
 gesture: left / right moves the level, up / down the width; the wheel and the arrow keys
 make fine steps (Shift: ten at once). Both only change what is shown.
@@ -15,7 +16,7 @@ import numpy as np
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
 
-from station.display_window import DragGain, GreyWindow, auto_window, fine_step, full_window
+from station.display_window import DragGain, GreyWindow, auto_window, default_window, fine_step, fit_window
 
 DRAG_TIP = ("Window / level: drag on the image - left / right moves the level (right = darker), "
             "up / down the width (up = softer, down = harder contrast). Wheel: width in fine "
@@ -28,9 +29,11 @@ class QtWindowLevelBar(QWidget):
     window_changed = Signal(object)  # GreyWindow
 
     def __init__(self, presets: list[tuple[str, GreyWindow]],
-                 frame_source: Callable[[], np.ndarray | None], parent: QWidget | None = None) -> None:
+                 frame_source: Callable[[], np.ndarray | None], parent: QWidget | None = None,
+                 *, grey_window: GreyWindow | None = None) -> None:
         super().__init__(parent)
         self.presets = list(presets)
+        self.grey_window = grey_window  # the recipe's model window: the default without presets
         self._frame_source = frame_source
         self.top = 65535
         self.window: GreyWindow | None = None
@@ -75,30 +78,29 @@ class QtWindowLevelBar(QWidget):
             self.preset_buttons[name] = b
             self._preset_row.addWidget(b)
 
-    def set_presets(self, presets: list[tuple[str, GreyWindow]]) -> None:
+    def set_presets(self, presets: list[tuple[str, GreyWindow]], grey_window: GreyWindow | None = None) -> None:
         """Another recipe's presets (the line switched recipe): its default window applies."""
-        if list(presets) == self.presets:
+        if list(presets) == self.presets and grey_window == self.grey_window:
             return
         self.presets = list(presets)
+        self.grey_window = grey_window
         self._make_preset_buttons()
         self._reset_tip()
         if self.active:
             self.reset()
 
     def _reset_tip(self) -> None:
-        self.reset_button.setToolTip(f"Back to {self.presets[0][0] if self.presets else 'the full range'}")
+        back = (self.presets[0][0] if self.presets else
+                f"the recipe's grey window ({self.grey_window.low} .. {self.grey_window.high})" if self.grey_window else "the full range")
+        self.reset_button.setToolTip(f"Back to {back}")
 
     # --- state ---------------------------------------------------------------------------
     @property
     def default_window(self) -> GreyWindow:
-        if self.presets:
-            return self._fit(self.presets[0][1])
-        return full_window(self.top)
+        return default_window([w for _, w in self.presets], self.top, self.grey_window)
 
     def _fit(self, w: GreyWindow) -> GreyWindow:
-        if w.high <= self.top:
-            return w
-        return GreyWindow.from_level_width(w.level, w.width, self.top)
+        return fit_window(w, self.top)
 
     def activate(self, top: int) -> None:
         """A 16-bit frame is on screen: show the controls (first time: the default window)."""

@@ -324,7 +324,8 @@ def test_an_interlock_opened_while_waiting_for_a_file_takes_nothing_until_resume
         runner = threading.Thread(target=lambda: outs.extend(cycle.run(contexts(), count=1)))
         runner.start()
         try:
-            assert _wait_for(lambda: cycle.state.value == "capturing")
+            assert _wait_for(lambda: cycle.state.value == "armed")  # waiting for a part is armed
+            time.sleep(0.1)  # let the loop get into grab()
             cycle.suspend("door open", source="interlock")
             write_file(inbox, "a.tif", write_tiff(radiograph(7)))
             assert _wait_for(lambda: cycle.state.value == "suspended")
