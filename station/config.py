@@ -497,6 +497,23 @@ class LineOpcUaConfig(_Strict):
 
     endpoint: str = Field("opc.tcp://0.0.0.0:4840/linestation", pattern=r"^opc\.tcp://[^\s/]+:\d+(/[^\s]*)?$")
     namespace: str = Field("urn:linestation:line", min_length=1)
+    security: Literal["none", "Basic256Sha256_Sign", "Basic256Sha256_SignAndEncrypt"] = Field(
+        "Basic256Sha256_SignAndEncrypt",
+        description="message security; 'none' (nothing signed or encrypted, no passwords) must be chosen explicitly")
+    anonymous: Literal["refuse", "read", "control"] = Field(
+        "read", description="what a session without user name may do: refuse it, read only, or also write / call "
+                            "(then the trusted client certificate is the proof)")
+    pki_dir: str | None = Field(
+        None, description="server certificate (own/), trusted client certificates (trusted/), refused ones "
+                          "(rejected/); default <data dir>/opcua-pki")
+
+    @model_validator(mode="after")
+    def _someone_can_connect(self) -> LineOpcUaConfig:
+        if self.security == "none" and self.anonymous == "refuse":
+            raise ValueError("security 'none' accepts no user names (they would cross the network in clear), so "
+                             "anonymous 'refuse' admits nobody: choose anonymous 'read' or 'control', or a "
+                             "Basic256Sha256 security")
+        return self
 
 
 class LineConfig(_Strict):

@@ -245,11 +245,12 @@ class LineHandshake:
         self._notify()
         return answer
 
-    def set_interlock(self, active: bool, source: str) -> bool:
+    def set_interlock(self, active: bool, source: str, who: str | None = None) -> bool:
         """Door open / shutter closed (``active``) suspends the cycle; clearing resumes it.
 
         Only ``interlock_source`` (or any, when configured so) may set it; returns False
-        for a write from another transport, which is ignored.
+        for a write from another transport, which is ignored. ``who`` is the audit actor
+        when the transport proved one (an OPC UA user or certificate), else ``plc:<source>``.
         """
         if self.interlock_source not in ("any", source):
             log.warning("interlock write from %s ignored (line.interlock_source is %s)", source, self.interlock_source)
@@ -265,7 +266,7 @@ class LineHandshake:
             else:
                 self.cycle.resume(source=INTERLOCK_SOURCE)
             try:
-                self.store.audit("line.interlock", subject="open" if active else "closed", actor=f"plc:{source}",
+                self.store.audit("line.interlock", subject="open" if active else "closed", actor=who or f"plc:{source}",
                                  payload={"active": active})
             except Exception:
                 log.exception("could not audit the interlock change")

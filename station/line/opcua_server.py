@@ -15,23 +15,40 @@ spirit of OPC 40100 (machine vision) and OPC 40001-101 (machinery result):
   which waits for the result (at most ``line.result_timeout_ms``: an error code comes back
   instead of a hang) and acknowledges it, so a method call is one complete handshake.
 
+Security (``line.opcua.security``, default ``Basic256Sha256_SignAndEncrypt``): the server's
+certificate lives in the data dir (:mod:`station.line.opcua_pki`), a client's application
+certificate must be in the trusted folder, and who may write / call is decided by
+:mod:`station.line.opcua_access` from what the session proved (certificate, station account).
+asyncua gives a method no session, so the permission ruleset, which sees every request with
+its session's user just before it runs on the same task, hands that identity to the method
+handler through a context variable; a handler that finds none refuses (fails closed).
+
 asyncua is asyncio-only: the server owns one event loop in a daemon thread; handshake
 changes are copied into the address space from that loop.
 """
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+import socket
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from asyncua import Server, ua
 from asyncua.common.callback import CallbackType
 from asyncua.common.methods import uamethod
+from asyncua.common.utils import ServiceError
+from asyncua.crypto.permission_rules import USER_TYPES, PermissionRuleset, User, UserRole
 
-from station.line.loop_thread import LoopThread
 from station.line.handshake import LineBusy, LineHandshake, LineStatus, PartRequest
+from station.line.loop_thread import LoopThread
+from station.line.opcua_access import Identity, LineAccess
+from station.line.opcua_pki import TrustList, load_or_create_server_certificate
 from station.line.registers import ResultCode
 
 log = logging.getLogger(__name__)
@@ -47,6 +64,59 @@ _DEFAULTS = {V.String: "", V.Int32: 0, V.Boolean: False, V.Double: 0.0,
 
 
 _UNSET = object()
+POLICIES = {"none": [ua.SecurityPolicyType.NoSecurity],
+            "Basic256Sha256_Sign": [ua.SecurityPolicyType.Basic256Sha256_Sign],
+            "Basic256Sha256_SignAndEncrypt": [ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt]}
+_CALLER: contextvars.ContextVar[Identity | None] = contextvars.ContextVar("opcua_caller", default=None)
+_WRITE = ua.NodeId(ua.ObjectIds.WriteRequest_Encoding_DefaultBinary)
+_CALL = ua.NodeId(ua.ObjectIds.CallRequest_Encoding_DefaultBinary)
+_SESSION_TYPES = frozenset(ua.NodeId(t) for t in USER_TYPES) - {_WRITE, _CALL}
+
+
+@dataclass
+class LineUser(User):
+    """asyncua's session user, carrying what the session proved."""
+
+    identity: Identity | None = None
+
+
+class _LineUserManager:
+    """asyncua asks it at ActivateSession; ``certificate`` is the secure channel's client certificate."""
+
+    def __init__(self, access: LineAccess) -> None:
+        self.access = access
+
+    def get_user(self, _iserver: Any, username: str | None = None, password: str | None = None,
+                 certificate: Any = None) -> User | None:
+        identity = self.access.admit(certificate or None, username, password)
+        if identity is None:
+            return None  # asyncua answers BadUserAccessDenied
+        return LineUser(role=UserRole.User, name=identity.actor, identity=identity)
+
+
+class _LineRuleset(PermissionRuleset):
+    """Every request of a session passes here first: reads for all admitted sessions, writes
+    and calls only with a control permission, no address-space changes at all."""
+
+    def __init__(self, access: LineAccess) -> None:
+        self.access = access
+
+    def check_validity(self, user: Any, action_type_id: ua.NodeId, _body: Any) -> bool:
+        identity = getattr(user, "identity", None)
+        _CALLER.set(identity)
+        if identity is None:
+            return False
+        if action_type_id == _WRITE:
+            return self._allowed(identity, "run", "write (Interlock)")
+        if action_type_id == _CALL:
+            return self._allowed(identity, None, "method call")
+        return action_type_id in _SESSION_TYPES
+
+    def _allowed(self, identity: Identity, permission: str | None, what: str) -> bool:
+        ok = identity.may(permission) if permission else bool(identity.permissions)
+        if not ok:
+            self.access.refused_action(identity, permission or "run/trigger", what)
+        return ok
 
 
 def state_values(st: LineStatus) -> dict[str, Any]:
@@ -76,10 +146,19 @@ def _arg(name: str, type_id: int) -> ua.Argument:
 class OpcUaLineServer:
     """Serves the station's state, last result and methods at ``endpoint`` until ``close()``."""
 
-    def __init__(self, handshake: LineHandshake, *, endpoint: str, namespace: str) -> None:
+    def __init__(self, handshake: LineHandshake, *, endpoint: str, namespace: str, security: str = "none",
+                 anonymous: str = "control", pki_dir: Path | None = None) -> None:
+        if security not in POLICIES:
+            raise ValueError(f"unknown OPC UA security {security!r} (one of {', '.join(POLICIES)})")
+        if security != "none" and pki_dir is None:
+            raise ValueError("a secured OPC UA server needs pki_dir (its certificate and the trusted clients)")
         self.handshake = handshake
         self.endpoint = endpoint
         self.namespace = namespace
+        self.security = security
+        self.pki_dir = pki_dir
+        trust = TrustList(pki_dir / "trusted", pki_dir / "rejected") if pki_dir is not None else None
+        self.access = LineAccess(handshake.store, secured=security != "none", anonymous=anonymous, trust=trust)
         self._loop_thread = LoopThread("line-opcua")
         self._server: Server | None = None
         self._state: dict[str, Any] = {}
@@ -97,17 +176,16 @@ class OpcUaLineServer:
             self._loop_thread.stop()
             raise
         self.handshake.add_listener(self._on_status)
-        self.handshake.set_link("opcua", f"listening on {self.endpoint}")
-        log.info("OPC UA line server on %s", self.endpoint)
+        self.handshake.set_link("opcua", self.link_text)
+        log.info("OPC UA line server on %s", self.link_text)
         return self
 
     async def _start(self) -> None:
-        server = Server()
+        server = Server(user_manager=_LineUserManager(self.access))
         await server.init()
         server.set_endpoint(self.endpoint)
         server.set_server_name("LineStation")
-        # No certificates are provisioned on a station yet: NoSecurity, for a line network only.
-        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        await self._secure(server)
         idx = await server.register_namespace(self.namespace)
         obj = await server.nodes.objects.add_object(idx, "LineStation")
         for name, vtype in STATE_VARS.items():
@@ -131,6 +209,47 @@ class OpcUaLineServer:
             raise OSError(f"OPC UA server cannot listen on {self.endpoint}: {exc}") from None
         self._server = server
         await self._refresh()
+
+    async def _secure(self, server: Server) -> None:
+        st = self.handshake.runtime.cfg.station
+        uri = f"urn:linestation:{st.plant}:{st.line}:{st.station}"
+        await server.set_application_uri(uri)
+        tokens: list[type] = [] if self.access.anonymous == "refuse" else [ua.AnonymousIdentityToken]
+        if self.security == "none":
+            log.warning("OPC UA on %s without security (line.opcua.security: none): nothing is signed or encrypted, "
+                        "no user names are accepted; keep it on an isolated line network", self.endpoint)
+        else:
+            host = urlparse(self.endpoint).hostname or ""
+            hosts = [socket.gethostname(), "localhost"] + ([host] if host not in ("0.0.0.0", "::") else [])
+            own = await asyncio.to_thread(load_or_create_server_certificate, self.pki_dir / "own", uri, hosts,
+                                          f"LineStation {st.station}")
+            self.access.trust.ensure_dirs()
+            if own.created:
+                self.handshake.store.audit("line.opcua_certificate_created", subject=own.thumbprint,
+                                           actor="station:opcua", payload={"path": str(own.cert_path), "uri": uri})
+            log.info("OPC UA server certificate %s, SHA-1 thumbprint %s; trusted clients in %s",
+                     own.cert_path, own.thumbprint, self.access.trust.trusted)
+            if not self.access.trust.trusted_thumbprints():
+                log.warning("no trusted OPC UA client certificates in %s: every client is refused until its "
+                            "certificate is copied there (refused ones are saved in %s)",
+                            self.access.trust.trusted, self.access.trust.rejected)
+            await server.load_certificate(str(own.cert_path))
+            await server.load_private_key(str(own.key_path))
+            server.set_certificate_validator(self._validate_certificate)
+            tokens.append(ua.UserNameIdentityToken)  # passwords only over a signed / encrypted channel
+        server.set_identity_tokens(tokens)
+        server.set_security_policy(POLICIES[self.security], permission_ruleset=_LineRuleset(self.access))
+
+    async def _validate_certificate(self, cert: Any, _app: ua.ApplicationDescription) -> None:
+        reason = await asyncio.to_thread(self.access.certificate_refusal, cert)
+        if reason is not None:
+            expired = "expired" in reason or "not valid before" in reason
+            raise ServiceError(ua.StatusCodes.BadCertificateTimeInvalid if expired
+                               else ua.StatusCodes.BadCertificateUntrusted)
+
+    @property
+    def link_text(self) -> str:
+        return f"listening on {self.endpoint} (security {self.security}, anonymous {self.access.anonymous})"
 
     def close(self) -> None:
         try:
@@ -179,30 +298,62 @@ class OpcUaLineServer:
         if not event.is_external:
             return  # our own refresh
         interlock = self._state["Interlock"].nodeid
+        identity = getattr(event.user, "identity", None)
+        who = identity.actor if identity is not None else "opcua:unknown"
         for item, status in zip(event.request_params.NodesToWrite, event.response_params):
             if item.NodeId == interlock and status.is_good():
                 active = bool(item.Value.Value.Value)
-                accepted = await asyncio.to_thread(self.handshake.set_interlock, active, "opcua")
+                accepted = await asyncio.to_thread(self.handshake.set_interlock, active, "opcua", who)
                 if not accepted:  # show the real state again
                     self._written.pop((id(self._state), "Interlock"), None)
                     self._on_status(self.handshake.status())
 
-    def _select_recipe(self, _parent: Any, recipe: str, client: str) -> tuple:
-        who = f"opcua:{(client or 'anonymous').strip()[:64]}"
-        answer = self.handshake.select_recipe(recipe or "", who)
+    def _caller(self, permission: str, what: str) -> Identity | None:
+        """The identity the ruleset saw for this request; None (refuse) without the permission."""
+        identity = _CALLER.get()
+        if identity is None:
+            log.error("OPC UA %s without a known caller: refused", what)
+            return None
+        if not identity.may(permission):
+            self.access.refused_action(identity, permission, what)
+            return None
+        return identity
+
+    async def _select_recipe(self, _parent: Any, recipe: str, client: str) -> Any:
+        identity = self._caller("run", "SelectRecipe")
+        if identity is None:
+            return ua.StatusCode(ua.StatusCodes.BadUserAccessDenied)
+        answer = await asyncio.to_thread(self.handshake.select_recipe, recipe or "", identity.actor_declaring(client))
         return (ua.Variant(int(answer.code), V.Int32), ua.Variant(answer.recipe, V.String),
                 ua.Variant(answer.message, V.String))
 
-    def _trigger(self, _parent: Any, part_id: str, lot: str) -> tuple:
+    async def _trigger(self, _parent: Any, part_id: str, lot: str) -> Any:
+        identity = self._caller("trigger", "Trigger")
+        if identity is None:
+            return ua.StatusCode(ua.StatusCodes.BadUserAccessDenied)
+        return await asyncio.to_thread(self._trigger_blocking, identity, part_id or "", lot or "")
+
+    def _trigger_blocking(self, identity: Identity, part_id: str, lot: str) -> tuple:
         try:
-            ticket = self.handshake.trigger(PartRequest(part_id or "", lot or ""), source="opcua")
+            ticket = self.handshake.trigger(PartRequest(part_id, lot), source="opcua")
         except LineBusy as exc:
             return self._answer("", "", ResultCode.NOT_READY, str(exc))
         result = self.handshake.wait(ticket)
         if result is None:  # cannot happen while the watchdog runs; never hang the caller
             return self._answer("", "", ResultCode.TIMEOUT, "no result")
         self.handshake.acknowledge("opcua")
+        self._audit_trigger(identity, result)
         return self._answer(result.result_id, result.verdict, result.code, result.message)
+
+    def _audit_trigger(self, identity: Identity, result: Any) -> None:
+        """Who triggered this part (the inspection's own entry is the station's)."""
+        try:
+            self.handshake.store.audit("line.trigger", subject=result.result_id or result.part_id,
+                                       actor=identity.actor,
+                                       payload={"part_id": result.part_id, "lot": result.lot,
+                                                "code": int(result.code), **identity.payload()})
+        except Exception:  # the answer stands; the audit failure is logged loudly
+            log.exception("could not audit the OPC UA trigger of %s", result.part_id)
 
     @staticmethod
     def _answer(result_id: str, verdict: str, code: ResultCode, message: str) -> tuple:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from station.config import LineConfig
@@ -35,8 +36,11 @@ class LineService:
             if cfg.opcua is not None:
                 from station.line.opcua_server import OpcUaLineServer
 
-                service.servers.append(OpcUaLineServer(handshake, endpoint=cfg.opcua.endpoint,
-                                                       namespace=cfg.opcua.namespace).start())
+                ua_cfg = cfg.opcua
+                pki = Path(runtime.data_dir) / (ua_cfg.pki_dir or "opcua-pki")  # relative: under the data dir
+                service.servers.append(OpcUaLineServer(handshake, endpoint=ua_cfg.endpoint, namespace=ua_cfg.namespace,
+                                                       security=ua_cfg.security, anonymous=ua_cfg.anonymous,
+                                                       pki_dir=pki).start())
         except BaseException:
             service.close()
             raise

@@ -9,7 +9,10 @@ SERIAL = "SIM-LINE"
 
 
 def line_config(modbus_port: int | None = None, opcua_port: int | None = None, *, timeout_ms: int = 2000,
-                interlock_source: str = "any", **camera: object) -> LineStationConfig:
+                interlock_source: str = "any", opcua_security: dict | None = None,
+                **camera: object) -> LineStationConfig:
+    """``opcua_security``: the ``line.opcua`` security keys; by default the explicit
+    ``security: none`` / ``anonymous: control`` the handshake tests run on."""
     data = {
         "schema_version": 1,
         "station": {"plant": "p1", "line": "l1", "station": "s1", "lot": "LOT-T"},
@@ -26,7 +29,8 @@ def line_config(modbus_port: int | None = None, opcua_port: int | None = None, *
     if modbus_port:
         line["modbus"] = {"host": "127.0.0.1", "port": modbus_port, "unit_id": 1}
     if opcua_port:
-        line["opcua"] = {"endpoint": f"opc.tcp://127.0.0.1:{opcua_port}/linestation", "namespace": "urn:test:line"}
+        line["opcua"] = {"endpoint": f"opc.tcp://127.0.0.1:{opcua_port}/linestation", "namespace": "urn:test:line",
+                         **(opcua_security or {"security": "none", "anonymous": "control"})}
     if modbus_port or opcua_port:
         data["line"] = line
     return parse_config(yaml.safe_dump(data), "line-test.yaml")

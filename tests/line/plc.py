@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from asyncua import Client, ua
+from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from pymodbus.client import ModbusTcpClient
 
 from station.line.loop_thread import LoopThread
@@ -113,11 +115,25 @@ class MesClient:
     """A synchronous face over an asyncua client whose loop runs all the time in its own
     thread (so asyncua's keep-alive never stalls and the server keeps the session)."""
 
-    def __init__(self, port: int, namespace: str) -> None:
+    def __init__(self, port: int, namespace: str, *, cert: tuple[Path, Path] | None = None,
+                 mode: str = "SignAndEncrypt", user: str | None = None, password: str | None = None,
+                 application_uri: str = "urn:test:mes") -> None:
+        """``cert``: (certificate .der, key .pem) files for a Basic256Sha256 channel in ``mode``."""
         self._loop = LoopThread("mes-client")
         self._loop.start()
         self.client = Client(f"opc.tcp://127.0.0.1:{port}/linestation", timeout=10)
-        self.run(self.client.connect())
+        self.client.application_uri = application_uri
+        if user is not None:
+            self.client.set_user(user)
+            self.client.set_password(password or "")
+        try:
+            if cert is not None:
+                self.run(self.client.set_security(SecurityPolicyBasic256Sha256, str(cert[0]), str(cert[1]),
+                                                  mode=getattr(ua.MessageSecurityMode, mode)))
+            self.run(self.client.connect())
+        except BaseException:
+            self._loop.stop()
+            raise
         self.idx = self.run(self.client.get_namespace_index(namespace))
         self.obj = self.run(self.client.nodes.objects.get_child([f"{self.idx}:LineStation"]))
         self._methods: dict[str, object] = {}

@@ -59,7 +59,8 @@ def test_trigger_method_returns_the_recorded_result_and_last_result_shows_it(mes
     assert {"OK", "NotOK"} <= verdicts
 
 
-def test_select_recipe_is_audited_with_the_client_name_and_refuses_unknown(mes_station):
+def test_select_recipe_is_audited_with_the_unverified_client_name_and_refuses_unknown(mes_station):
+    """security none: nothing is proven, so the audit says anonymous and quotes the declared name."""
     rt, mes = mes_station()
     code, active, msg = mes.call("SelectRecipe", "nope", "mes-line4")
     assert (code, active) == (ResultCode.UNKNOWN_RECIPE, "a") and "unknown recipe" in msg
@@ -72,8 +73,8 @@ def test_select_recipe_is_audited_with_the_client_name_and_refuses_unknown(mes_s
     assert (code, active) == (0, "a")
     audit = [(e["action"], e["actor"], e["subject"]) for e in rt.store.audit_entries(limit=50)
              if e["action"].startswith("recipe.")]
-    assert audit == [("recipe.refused", "opcua:mes-line4", "nope"), ("recipe.selected", "opcua:mes-line4", "b"),
-                     ("recipe.selected", "opcua:mes-line4", "1")]
+    who = "opcua:anonymous (unverified client 'mes-line4')"
+    assert audit == [("recipe.refused", who, "nope"), ("recipe.selected", who, "b"), ("recipe.selected", who, "1")]
 
 
 def test_interlock_written_over_opcua_suspends_and_a_trigger_is_answered_not_hung(mes_station):
