@@ -68,10 +68,11 @@ def make_certificate(common_name: str, application_uri: str, hosts: list[str], *
         except ValueError:
             alt.append(x509.DNSName(host))
     now = dt.datetime.now(dt.timezone.utc)
+    start = now - dt.timedelta(minutes=5) if days > 0 else now + dt.timedelta(days=days - 1)  # days < 0: expired
     usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
+            .not_valid_before(start).not_valid_after(now + dt.timedelta(days=days))
             .add_extension(x509.SubjectAlternativeName(alt), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=True, key_encipherment=True,

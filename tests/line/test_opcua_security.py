@@ -198,3 +198,17 @@ def test_the_config_defaults_to_signed_and_encrypted_and_refuses_a_server_nobody
 
     with pytest.raises(ConfigError, match="line.opcua.security"):
         line_config(None, 4840, opcua_security={"security": "Basic128Rsa15"})
+
+
+def test_the_line_demo_runs_unsecured_only_on_loopback_and_says_so_explicitly():
+    from pathlib import Path
+
+    import yaml
+
+    from station.config import load_config
+
+    path = Path(__file__).resolve().parents[2] / "resources" / "line-demo.yaml"
+    raw = yaml.safe_load(path.read_text())["line"]["opcua"]
+    assert (raw["security"], raw["anonymous"]) == ("none", "control")  # written out, not a default
+    cfg = load_config(path).line.opcua
+    assert cfg.endpoint.startswith("opc.tcp://127.0.0.1:")
