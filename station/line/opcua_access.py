@@ -47,7 +47,8 @@ class Identity:
     @property
     def actor(self) -> str:
         """The audit actor: the account, else the certificate, else ``opcua:anonymous``."""
-        cert = f"cert:{self.cert_subject} [{(self.cert_thumbprint or '')[:12]}]" if self.cert_subject else ""
+        # the subject is cut, never the thumbprint: the actor column holds 128 characters
+        cert = f"cert:{self.cert_subject[:64]} [{(self.cert_thumbprint or '')[:12]}]" if self.cert_subject else ""
         if self.username:
             text = f"opcua:user:{self.username}" + (f" via {cert}" if cert else "")
         elif cert:
@@ -115,8 +116,15 @@ class LineAccess:
 
     # --- the session's user identity (ActivateSession) ----------------------------------------
     def admit(self, cert_der: bytes | None, username: str | None, password: str | None) -> Identity | None:
-        """The identity of a session being activated, or None to refuse it (logged / audited)."""
-        cert = x509.load_der_x509_certificate(cert_der) if cert_der else None
+        """The identity of a session being activated, or None to refuse it (logged / audited).
+
+        asyncua calls this synchronously on the server's loop: a sign-in (argon2, ~50 ms, and
+        its audit commit) holds the loop that long, once per session, not per request."""
+        try:
+            cert = x509.load_der_x509_certificate(cert_der) if cert_der else None
+        except ValueError as exc:
+            log.warning("OPC UA session refused: unreadable client certificate (%s)", exc)
+            return None
         if self.secured and self.certificate_refusal(cert) is not None:
             return None  # a channel whose certificate slipped past CreateSession (none sent there)
         subject = subject_text(cert) if cert is not None and self.secured else None

@@ -10,8 +10,9 @@ spirit of OPC 40100 (machine vision) and OPC 40001-101 (machinery result):
   1 = completed, 2 = error), ``Verdict`` (OK / NotOK / NotDecidable), ``ResultCode``,
   ``Decision``, ``Confidence``, ``Score``, ``Timestamp``, ``Message``, ``Sequence``.
 - methods ``SelectRecipe(Recipe: String, Client: String) -> (Code, ActiveRecipe, Message)``
-  (Recipe is a name or a number; Client names the caller in the audit log as
-  ``opcua:<Client>``) and ``Trigger(PartId, Lot) -> (ResultId, Verdict, ResultCode, Message)``,
+  (Recipe is a name or a number; Client is kept for compatibility: the audit names the
+  session's proven identity, see :class:`~station.line.opcua_access.Identity`) and
+  ``Trigger(PartId, Lot) -> (ResultId, Verdict, ResultCode, Message)``,
   which waits for the result (at most ``line.result_timeout_ms``: an error code comes back
   instead of a hang) and acknowledges it, so a method call is one complete handshake.
 

@@ -5,7 +5,7 @@ spec of this camera for that recipe). A recipe that was never calibrated on this
 is refused (:attr:`ResultCode.NOT_CALIBRATED`): inspecting with another recipe's spec
 would give verdicts nobody validated, and check-capture on every part would stop the line
 just as surely while hiding why. Every switch and every refusal is in the audit chain,
-with who asked (``plc:modbus``, ``opcua:<client>``).
+with who asked (``plc:modbus``, ``opcua:user:<account>``, ``opcua:cert:<subject>``).
 """
 from __future__ import annotations
 
