@@ -11,7 +11,9 @@ measures, in the same run:
   then acknowledges. Latency = trigger written -> result_ready seen. The station-side time
   (trigger received -> result published) is reported beside it;
 - OPC UA: an asyncua client calls ``Trigger(PartId, Lot)``, which returns the result.
-  Latency = the method call's round trip.
+  Latency = the method call's round trip, over the production default channel
+  (Basic256Sha256 SignAndEncrypt, the MES's client certificate in the station's trusted
+  folder; the session is set up once, before the timing).
 
     python bench/handshake.py [--count 200] [--poll-ms 5] [--json]
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import socket
 import statistics
 import sys
 import tempfile
@@ -43,9 +46,11 @@ sys.path.insert(0, str(ROOT / "tests" / "line"))
 
 from plc import MesClient, SimPlc  # noqa: E402
 
+from cryptography.hazmat.primitives import serialization  # noqa: E402
 from servers import free_ports  # noqa: E402
 from station.capture.base import PartContext  # noqa: E402
 from station.config import parse_config  # noqa: E402
+from station.line.opcua_pki import key_pem, make_certificate  # noqa: E402
 from station.runtime import StationRuntime  # noqa: E402
 
 TARGET_P99_MS = 100.0
@@ -62,7 +67,9 @@ def config(modbus_port: int, opcua_port: int, timeout_ms: int) -> dict:
         "recipe": {"name": "bench"},
         "calibration": {"calibration_images": 24},
         "line": {"modbus": {"host": "127.0.0.1", "port": modbus_port, "unit_id": 1},
-                 "opcua": {"endpoint": f"opc.tcp://127.0.0.1:{opcua_port}/linestation", "namespace": NS},
+                 # the production default (signed and encrypted), the MES known by its trusted certificate
+                 "opcua": {"endpoint": f"opc.tcp://127.0.0.1:{opcua_port}/linestation", "namespace": NS,
+                           "security": "Basic256Sha256_SignAndEncrypt", "anonymous": "control"},
                  "result_timeout_ms": timeout_ms},
     }
 
@@ -110,10 +117,21 @@ def inspect_direct(rt: StationRuntime, part_id: str) -> float:
     return (time.perf_counter() - t0) * 1000.0
 
 
-def measure(rt: StationRuntime, modbus_port: int, opcua_port: int, n: int, poll_s: float) -> dict[str, list[float]]:
+def trusted_mes_certificate(rt: StationRuntime, folder: Path) -> tuple[Path, Path]:
+    """A client certificate for the MES, placed in the station's trusted folder: (der, key pem)."""
+    cert, key = make_certificate("MES bench", "urn:bench:mes", ["localhost", socket.gethostname()], server=False)
+    der, pem = folder / "mes.der", folder / "mes.pem"
+    der.write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    pem.write_bytes(key_pem(key))
+    shutil.copy(der, rt.data_dir / "opcua-pki" / "trusted" / "mes.der")
+    return der, pem
+
+
+def measure(rt: StationRuntime, modbus_port: int, opcua_port: int, n: int, poll_s: float,
+            mes_cert: tuple[Path, Path]) -> dict[str, list[float]]:
     """Round robin (direct, Modbus, OPC UA) per part, so every path sees the same machine load."""
     plc = SimPlc(modbus_port, poll_s=poll_s)
-    mes = MesClient(opcua_port, NS)
+    mes = MesClient(opcua_port, NS, cert=mes_cert)
     out: dict[str, list[float]] = {k: [] for k in ("baseline", "modbus", "modbus_station", "opcua",
                                                    "modbus_minus_baseline", "opcua_minus_baseline")}
     codes: list[int] = []
@@ -154,14 +172,14 @@ def main() -> int:
         try:
             for i in range(max(5, args.count // 20)):  # warm-up: first onnxruntime runs, caches
                 inspect_direct(rt, f"WARM-{i:05d}")
-            data = measure(rt, mb, ua_port, args.count, args.poll_ms / 1000.0)
+            data = measure(rt, mb, ua_port, args.count, args.poll_ms / 1000.0, trusted_mes_certificate(rt, tmp))
         finally:
             rt.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result = summary(data, args.poll_ms, args.timeout_ms)
     rows = (("baseline", "station inspect (direct call)"), ("modbus", f"Modbus TCP, PLC poll {args.poll_ms:g} ms"),
-            ("modbus_station", "  station side (trigger -> published)"), ("opcua", "OPC UA Trigger method call"),
+            ("modbus_station", "  station side (trigger -> published)"), ("opcua", "OPC UA Trigger (SignAndEncrypt)"),
             ("modbus_minus_baseline", "Modbus - direct, same round"), ("opcua_minus_baseline", "OPC UA - direct, same round"))
     for name, label in rows:
         ratio = result.get(f"{name}_over_baseline_p50")
