@@ -103,11 +103,15 @@ def test_sigterm_finishes_in_flight_images_then_resume_completes(tmp_path, stati
     deadline = time.monotonic() + 90
     while _lines(out) < 20 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
+    # freeze the whole run while the signal is sent, so a loaded machine cannot let it finish
+    # the remaining images between "20 rows seen" and the SIGTERM (it is delivered on SIGCONT)
+    os.killpg(proc.pid, signal.SIGSTOP)
     assert proc.poll() is None, "the run finished before it could be stopped"
     if target == "parent":
         proc.send_signal(signal.SIGTERM)
     else:
         os.killpg(proc.pid, signal.SIGTERM)  # the parent and both workers
+    os.killpg(proc.pid, signal.SIGCONT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "SIGTERM" in err and "--resume --run-id t1" in err
