@@ -235,14 +235,19 @@ def _run_locked(opts: BatchOptions, stop: threading.Event, output: RunOutput, ou
                                      lambda msg: _say(opts, msg))
         except ProfileShipError as exc:
             raise BatchError(str(exc)) from None
-    mine = list(inputs_mod.select_shard(items, opts.shard, opts.shards))
-    manifest = output.claim_manifest(run_id, {
+    proposed = {
         "run_id": run_id, "created_at": utc_now_iso(),
         "date": opts.date or datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "model": model.to_json(), "inputs": described, "shards": opts.shards, "compare": opts.compare,
         "settings": settings.to_json(),
-    })
-    settings = _run_settings(opts, manifest, where) or settings  # another shard may have claimed it first
+    }
+    manifest = output.claim_manifest(run_id, proposed)
+    if manifest is not proposed:  # another shard claimed the run between our read and our claim:
+        # its settings (and listing) win, so the items are listed again under them - items
+        # built from our own defaults would file rows under another station / recipe
+        settings = _run_settings(opts, manifest, where) or settings
+        items, described = _list_items(opts, s3, settings, manifest, output)
+    mine = list(inputs_mod.select_shard(items, opts.shard, opts.shards))
     if manifest["model"]["model_hash"] != model.model_hash:
         raise BatchError(f"run {run_id} was started with model {manifest['model']['model_id']} "
                          f"(hash {manifest['model']['model_hash'][:12]}), not {model.model_id}: "
