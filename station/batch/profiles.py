@@ -13,17 +13,19 @@ the store's profile changed since the run began is refused rather than mixing tw
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from calibration.profile import PROFILE_FILE, REFERENCE_FILE, ProfileError
-from station.batch.layout import run_profile_key
+from station.batch.layout import LayoutError, run_profile_key
 from station.batch.models import ProfileRef
 from station.durable import publish_dir
 
 FILES = (REFERENCE_FILE, PROFILE_FILE)  # reference first: a reader that finds profile.json finds both
 CACHE_DIR = "profile-cache"
+_CONTENT_HASH = re.compile(r"^[0-9a-f]{64}$")
 
 
 class ProfileShipError(ValueError):
@@ -64,10 +66,32 @@ def ship_profile(desc: dict[str, Any], run_id: str, put: Callable[[str, bytes, s
     return out
 
 
+def _checked_desc(desc: dict[str, Any], run_id: str) -> None:
+    """A descriptor read from a run manifest names paths on this machine (the cache folder,
+    the store version): its names must be store names, its ``key`` the one the layout gives
+    this run, its content hash hex - else a crafted run.json could aim a write elsewhere."""
+    try:
+        expected = run_profile_key(run_id, desc["serial"], desc["recipe"], int(desc["version"]))
+    except LayoutError as exc:
+        raise ProfileShipError(f"run manifest: profile entry {desc.get('identity')!r}: {exc}") from None
+    if not _CONTENT_HASH.match(str(desc["content_hash"])):
+        raise ProfileShipError(f"run manifest: profile entry {desc.get('identity')!r}: content hash "
+                               f"{str(desc['content_hash'])[:80]!r} is not a sha256 hex digest")
+    if desc.get("key") and desc["key"] != expected:
+        raise ProfileShipError(f"run manifest: profile entry {desc.get('identity')!r}: key {str(desc['key'])[:200]!r} "
+                               f"is not this run's {expected!r}")
+
+
+def _inside(path: Path, root: Path) -> Path:
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise ProfileShipError(f"profile folder {path} is outside {root}; refusing to write it")
+    return path
+
+
 def _verified_copy(desc: dict[str, Any], cache_root: Path, get: Callable[[str], bytes]) -> Path:
     """Download the shipped profile into ``cache_root`` (store layout), every file checked
     against the manifest's sha256 before the version directory is renamed into place."""
-    final = cache_root / desc["serial"] / desc["recipe"] / f"v{int(desc['version'])}"
+    final = _inside(cache_root / desc["serial"] / desc["recipe"] / f"v{int(desc['version'])}", cache_root)
     if final.is_dir() and all((final / n).is_file() and _sha256((final / n).read_bytes()) == desc["files"][n]
                               for n in FILES):
         return final
@@ -83,12 +107,15 @@ def _verified_copy(desc: dict[str, Any], cache_root: Path, get: Callable[[str], 
     return final
 
 
-def profile_ref(desc: dict[str, Any], data_dir: Path, get: Callable[[str], bytes]) -> ProfileRef:
-    """The loadable profile a descriptor pins: the shipped copy (fetched and verified) or
-    the local store's version, whose content must still be what the run began with."""
+def profile_ref(desc: dict[str, Any], data_dir: Path, get: Callable[[str], bytes], run_id: str) -> ProfileRef:
+    """The loadable profile a descriptor of run ``run_id``'s manifest pins: the shipped copy
+    (fetched and verified) or the local store's version, whose content must still be what
+    the run began with."""
     try:
+        _checked_desc(desc, run_id)
         if desc.get("key"):
-            cache_root = Path(data_dir) / "batch" / CACHE_DIR / str(desc["content_hash"])[:16]
+            cache_base = Path(data_dir) / "batch" / CACHE_DIR
+            cache_root = _inside(cache_base / desc["content_hash"][:16], cache_base)
             _verified_copy(desc, cache_root, get)
             ref = ProfileRef(cache_root, desc["serial"], desc["recipe"], int(desc["version"]))
         else:

@@ -160,7 +160,7 @@ def _listed_items(opts: BatchOptions, settings: InspectionSettings, manifest: di
 
 
 def _profile_refs(opts: BatchOptions, settings: InspectionSettings, recipes: set[str],
-                  output: RunOutput) -> dict[str, ProfileRef | None]:
+                  output: RunOutput, run_id: str) -> dict[str, ProfileRef | None]:
     """Each recipe's loadable profile as the manifest pins it (shipped ones fetched and
     verified); a recipe the manifest does not know (a record that grew since) is skipped."""
     refs: dict[str, ProfileRef | None] = {}
@@ -173,7 +173,7 @@ def _profile_refs(opts: BatchOptions, settings: InspectionSettings, recipes: set
             refs[recipe] = None
             continue
         try:
-            ref = cache.get(desc["content_hash"]) or profile_ref(desc, opts.data_dir, output.read_bytes)
+            ref = cache.get(desc["content_hash"]) or profile_ref(desc, opts.data_dir, output.read_bytes, run_id)
         except (ProfileShipError, S3AccessError, OSError) as exc:
             raise BatchError(f"calibration profile of recipe {recipe!r}: {exc}") from None
         refs[recipe] = cache[desc["content_hash"]] = ref
@@ -274,7 +274,7 @@ def _run_locked(opts: BatchOptions, stop: threading.Event, output: RunOutput, ou
         _say(opts, f"repaired {r.path.name}: cut a torn last line ({r.dropped_bytes} bytes)")
     pending = [i for i in mine if i.image_id not in done]
     workers = opts.workers or auto_workers(len(pending), opts.threads)
-    profiles = _profile_refs(opts, settings, {i.recipe for i in mine}, output)
+    profiles = _profile_refs(opts, settings, {i.recipe for i in mine}, output, run_id)
     spec = WorkerSpec(model=model, profiles=profiles, policy=dict(settings.policy), run_id=run_id,
                       shard=opts.shard, threads=opts.threads, s3=opts.s3)
     _say(opts, f"run {run_id} shard {opts.shard}/{opts.shards}: {len(mine)} of {len(items)} image(s), "
