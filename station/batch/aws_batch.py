@@ -204,8 +204,8 @@ def publish_run(plan: SubmitPlan) -> None:
     profiles, the image listing, and last the run manifest that names both by hash."""
     out = OutLocation.parse(plan.out_uri)
 
-    def put(key: str, data: bytes, content_type: str) -> None:
-        plan.s3.put_bytes(out.bucket, out.s3_key(key), data, content_type)
+    def put(key: str, data: bytes, content_type: str, if_none_match: bool = False) -> None:
+        plan.s3.put_bytes(out.bucket, out.s3_key(key), data, content_type, if_none_match=if_none_match)
 
     settings = plan.manifest["settings"]
     shipped: dict[str, dict[str, Any]] = {}
@@ -217,7 +217,7 @@ def publish_run(plan: SubmitPlan) -> None:
                 settings["profiles"][recipe] = shipped[desc["content_hash"]]
         put(plan.manifest["listing"]["key"], plan.listing, "application/x-ndjson")
         put(run_manifest_key(plan.run_id), (json.dumps(plan.manifest, indent=2, sort_keys=True) + "\n").encode(),
-            "application/json")
+            "application/json", if_none_match=True)  # a run started since the check above is not overwritten
     except (ProfileShipError, S3AccessError, OSError) as exc:
         raise SubmitError(f"run {plan.run_id}: writing its manifest under {plan.out_uri} failed ({exc}); "
                           f"nothing was submitted") from None

@@ -24,7 +24,7 @@ from station.batch.layout import (
     run_manifest_key,
 )
 from station.batch.ledger import shard_files
-from station.batch.s3io import S3Access
+from station.batch.s3io import S3Access, S3AccessError, S3PreconditionFailed
 from station.durable import fsync_dir, write_synced
 
 
@@ -57,10 +57,7 @@ class RunOutput:
         if path.is_file():
             return json.loads(path.read_text(encoding="utf-8"))
         if self.s3 is not None:
-            try:
-                return json.loads(self.s3.get(self.out.bucket, self.out.s3_key(key)))
-            except Exception:
-                return None
+            return self.read_json_s3(key)
         return None
 
     def read_bytes(self, key: str) -> bytes:
@@ -82,6 +79,8 @@ class RunOutput:
         existing = self.read_json(run_manifest_key(run_id))
         if existing is not None:
             return existing
+        if self.s3 is not None:
+            return self._claim_on_s3(run_id, proposed)
         path = self.root / run_manifest_key(run_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".run.{uuid.uuid4().hex[:8]}.tmp")
@@ -93,10 +92,37 @@ class RunOutput:
         finally:
             tmp.unlink(missing_ok=True)
         fsync_dir(path.parent)
-        if self.s3 is not None:
-            self.s3.put_bytes(self.out.bucket, self.out.s3_key(run_manifest_key(run_id)),
-                              path.read_bytes(), "application/json")
         return proposed
+
+    def _claim_on_s3(self, run_id: str, proposed: dict[str, Any], attempts: int = 3) -> dict[str, Any]:
+        """S3 decides who creates the manifest (a put only if the key is new); the loser
+        reads the winner's. The staging copy is written after, from whichever won."""
+        key = run_manifest_key(run_id)
+        for _ in range(attempts):
+            try:
+                self.s3.put_bytes(self.out.bucket, self.out.s3_key(key),
+                                  (json.dumps(proposed, indent=2, sort_keys=True) + "\n").encode(),
+                                  "application/json", if_none_match=True)
+                won = proposed
+            except S3PreconditionFailed:  # someone else created it: theirs
+                won = self.read_json_s3(key)
+                if won is None:  # (409: their conditional put was still in flight)
+                    continue
+            write_json_local(self.root / key, won)
+            return won
+        raise S3AccessError(f"{self.out}/{key}: could neither create the run manifest nor read the one "
+                            f"another process is creating; run the command again")
+
+    def read_json_s3(self, key: str) -> dict[str, Any] | None:
+        """The S3 object, None only when it does not exist: any other failure raises, or a run
+        whose manifest could not be read would be claimed (and its manifest overwritten) anew."""
+        data = self.s3.get_or_none(self.out.bucket, self.out.s3_key(key))
+        if data is None:
+            return None
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise S3AccessError(f"{self.out}/{key} is not JSON ({exc}); not touching the run") from None
 
     def latest_run_id(self) -> str | None:
         """The most recently started run under this output (for ``--resume`` without ``--run-id``)."""
