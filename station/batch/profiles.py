@@ -107,6 +107,25 @@ def _verified_copy(desc: dict[str, Any], cache_root: Path, get: Callable[[str], 
     return final
 
 
+def _store_version(desc: dict[str, Any], data_dir: Path) -> tuple[ProfileRef, Any]:
+    """The store version a local run pinned: in the store it was read from (``root``), or -
+    where that path is not there or not readable (a shard or resume on another machine) -
+    the same serial/recipe/version of this data dir's store; the caller checks its content
+    hash, so a same-named but different profile is still refused."""
+    pinned = ProfileRef(Path(desc["root"]), desc["serial"], desc["recipe"], int(desc["version"]))
+    try:
+        return pinned, pinned.load()
+    except (ProfileError, OSError) as exc:
+        local = ProfileRef(Path(data_dir) / "calibration", desc["serial"], desc["recipe"], int(desc["version"]))
+        if Path(local.root).resolve() == Path(pinned.root).resolve():
+            raise
+        try:
+            return local, local.load()
+        except (ProfileError, OSError) as exc2:
+            raise ProfileShipError(f"profile {desc.get('identity')}: not readable where the run pinned it ({exc}) "
+                                   f"nor in this data dir's store ({exc2})") from None
+
+
 def profile_ref(desc: dict[str, Any], data_dir: Path, get: Callable[[str], bytes], run_id: str) -> ProfileRef:
     """The loadable profile a descriptor of run ``run_id``'s manifest pins: the shipped copy
     (fetched and verified) or the local store's version, whose content must still be what
@@ -118,9 +137,9 @@ def profile_ref(desc: dict[str, Any], data_dir: Path, get: Callable[[str], bytes
             cache_root = _inside(cache_base / desc["content_hash"][:16], cache_base)
             _verified_copy(desc, cache_root, get)
             ref = ProfileRef(cache_root, desc["serial"], desc["recipe"], int(desc["version"]))
+            profile = ref.load()
         else:
-            ref = ProfileRef(Path(desc["root"]), desc["serial"], desc["recipe"], int(desc["version"]))
-        profile = ref.load()
+            ref, profile = _store_version(desc, data_dir)
     except (KeyError, TypeError) as exc:
         raise ProfileShipError(f"run manifest: bad profile entry {desc!r} ({exc})") from None
     except (ProfileError, OSError, ValueError) as exc:

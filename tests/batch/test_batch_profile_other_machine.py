@@ -1,0 +1,52 @@
+"""A local run pins its calibration profiles by content hash and by the store they were read
+from. A shard or resume on another machine - its own data dir, the same profile version
+(same content hash) in its own store - uses its store's copy; a same-named profile with
+other content is still refused."""
+from __future__ import annotations
+
+import json
+import shutil
+
+from conftest import copy_images, result_rows
+
+from station.cli import main
+
+
+def _machines(tmp_path, station_data, recorded_images):
+    copy_images(recorded_images[:6], tmp_path / "in")
+    a, b = tmp_path / "machineA", tmp_path / "machineB"
+    shutil.copytree(station_data, a)
+    shutil.copytree(station_data, b)
+    out = tmp_path / "out"  # shared between the machines (a network folder)
+    base = ["batch", str(tmp_path / "in"), "--model", "active", "--out", str(out), "--run-id", "m", "--shards", "2",
+            "--no-report", "--recipe", "rb", "--station", "s1"]
+    assert main(["--data-dir", str(a), *base, "--shard", "0"]) == 0
+    shutil.rmtree(a / "calibration")  # machine A's store is not visible from machine B
+    return a, b, out, base
+
+
+def test_shard_on_another_machine_uses_its_store_copy_of_the_pinned_profile(tmp_path, station_data,
+                                                                             recorded_images, capsys):
+    _, b, out, base = _machines(tmp_path, station_data, recorded_images)
+    capsys.readouterr()
+    assert main(["--data-dir", str(b), *base, "--shard", "1"]) == 0, capsys.readouterr().err
+    rows = result_rows(out)
+    assert {r["shard"] for r in rows} == {0, 1} and len(rows) == 6
+    assert all(r["spec_checked"] for r in rows)
+    manifest = json.loads((out / "summary/run=m/run.json").read_text())
+    pinned = manifest["settings"]["profiles"]["rb"]
+    shard1 = json.loads((out / "summary/run=m/shard=1.json").read_text())
+    assert shard1["spec_profiles"] == {"rb": pinned["identity"]}
+
+
+def test_same_named_profile_with_other_content_is_refused(tmp_path, station_data, recorded_images, capsys):
+    _, b, out, base = _machines(tmp_path, station_data, recorded_images)
+    pinned = json.loads((out / "summary/run=m/run.json").read_text())["settings"]["profiles"]["rb"]
+    doc_path = b / "calibration" / pinned["serial"] / pinned["recipe"] / f"v{pinned['version']}" / "profile.json"
+    doc = json.loads(doc_path.read_text())
+    doc["baseline"]["brightness"]["max"] += 0.01  # recalibrated on machine B, same version number
+    doc_path.write_text(json.dumps(doc, indent=2, sort_keys=True))
+    capsys.readouterr()
+    assert main(["--data-dir", str(b), *base, "--shard", "1"]) == 1
+    assert "is not the one run began with" in capsys.readouterr().err
+    assert {r["shard"] for r in result_rows(out)} == {0}
