@@ -54,10 +54,17 @@ class S3Access:
         except Exception as exc:
             raise S3AccessError(f"cannot list s3://{bucket}/{prefix}: {describe_error(exc)}") from exc
 
-    def get(self, bucket: str, key: str) -> bytes:
+    def get(self, bucket: str, key: str, if_match: str | None = None) -> bytes:
+        """The object's bytes; ``if_match`` (the ETag a listing saw): only that version of
+        it, else :class:`S3PreconditionFailed` - an image replaced since it was listed must
+        not be inspected under the listed image's id."""
+        extra = {"IfMatch": if_match} if if_match else {}
         try:
-            return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            return self.client.get_object(Bucket=bucket, Key=key, **extra)["Body"].read()
         except Exception as exc:
+            if if_match and _precondition_failed(exc):
+                raise S3PreconditionFailed(f"s3://{bucket}/{key} changed since listing (ETag no longer "
+                                           f"{if_match})") from exc
             raise S3AccessError(f"cannot read s3://{bucket}/{key}: {describe_error(exc)}") from exc
 
     def get_or_none(self, bucket: str, key: str) -> bytes | None:
