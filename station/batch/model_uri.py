@@ -169,5 +169,5 @@ def resolve_model_uri(uri: str, cache_dir: Path, access: S3Access) -> Path:
             yield name, data
         yield META_FILE, meta_bytes
 
-    publish_dir(final, verified())  # an unverifiable older copy is replaced
+    publish_dir(final, verified(), is_valid=_verified)  # an unverifiable older copy is replaced
     return final

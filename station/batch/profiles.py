@@ -92,8 +92,13 @@ def _verified_copy(desc: dict[str, Any], cache_root: Path, get: Callable[[str], 
     """Download the shipped profile into ``cache_root`` (store layout), every file checked
     against the manifest's sha256 before the version directory is renamed into place."""
     final = _inside(cache_root / desc["serial"] / desc["recipe"] / f"v{int(desc['version'])}", cache_root)
-    if final.is_dir() and all((final / n).is_file() and _sha256((final / n).read_bytes()) == desc["files"][n]
-                              for n in FILES):
+    def is_valid(path: Path) -> bool:
+        try:
+            return all(_sha256((path / n).read_bytes()) == desc["files"][n] for n in FILES)
+        except OSError:  # missing, or removed by another process right now
+            return False
+
+    if is_valid(final):
         return final
     def verified():
         for name in FILES:
@@ -103,7 +108,7 @@ def _verified_copy(desc: dict[str, Any], cache_root: Path, get: Callable[[str], 
                                        f"manifest (sha256 {_sha256(data)[:12]}, recorded {desc['files'][name][:12]})")
             yield name, data
 
-    publish_dir(final, verified())
+    publish_dir(final, verified(), is_valid)
     return final
 
 
