@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from station.batch.layout import (
+    RESULTS_DIR,
     SUMMARY_DIR,
     OutLocation,
     is_shard_summary_key,
@@ -141,9 +142,14 @@ class RunOutput:
         for obj in self.s3.list(self.out.bucket, self.out.s3_key(results_prefix(date))):
             key = self.out.relative(obj["Key"])
             parsed = parse_results_key(key)
-            if parsed and parsed.run_id == run_id and parsed.shard == shard and not (self.root / key).exists():
-                self.s3.download(self.out.bucket, obj["Key"], self.root / key)
-                fetched += 1
+            if not (parsed and parsed.run_id == run_id and parsed.shard == shard) or (self.root / key).exists():
+                continue
+            if not key.startswith(f"{RESULTS_DIR}/") or not (self.root / key).resolve().is_relative_to(
+                    self.root.resolve()):
+                raise S3AccessError(f"{self.out}: results key {obj['Key']!r} points outside the staging folder "
+                                    f"{self.root}; not downloading it")
+            self.s3.download(self.out.bucket, obj["Key"], self.root / key)
+            fetched += 1
         return fetched
 
     def upload_shard(self, run_id: str, shard: int) -> list[str]:
