@@ -83,10 +83,11 @@ def _remove_dir(path: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def try_lock_file(path: Path) -> int | None:
+def try_lock_file(path: Path, holder: str | None = None) -> int | None:
     """Take an exclusive, process-lifetime lock on ``path`` (created if missing) and write
-    our pid into it; return the open fd (closing it releases the lock), or None when
-    another process holds it. Used for "one writer / one service per data dir"."""
+    ``holder`` (default: our pid) into it, for whoever finds it locked to name us; return
+    the open fd (closing it releases the lock), or None when another process holds it.
+    Used for "one writer / one service per data dir" and "one process per batch shard"."""
     import fcntl  # POSIX only; the station runs on Linux
 
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -96,5 +97,5 @@ def try_lock_file(path: Path) -> int | None:
         os.close(fd)
         return None
     os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    os.write(fd, f"{holder if holder is not None else os.getpid()}\n".encode())
     return fd
