@@ -75,6 +75,15 @@ class RunOutput:
             self.s3.put_bytes(self.out.bucket, self.out.s3_key(key),
                               (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode(), "application/json")
 
+    def put_profile_file(self, key: str, data: bytes, content_type: str) -> None:
+        """S3 only: one file of a profile shipped with the run, put only if the key is new -
+        a same-named profile another shard shipped first stays (every reader checks the
+        run manifest's sha256, so a different one is refused, never used)."""
+        try:
+            self.s3.put_bytes(self.out.bucket, self.out.s3_key(key), data, content_type, if_none_match=True)
+        except S3PreconditionFailed:
+            pass
+
     def claim_manifest(self, run_id: str, proposed: dict[str, Any]) -> dict[str, Any]:
         """The run's manifest: the existing one (resume, another shard) or ``proposed``."""
         existing = self.read_json(run_manifest_key(run_id))

@@ -66,6 +66,19 @@ def ship_profile(desc: dict[str, Any], run_id: str, put: Callable[[str, bytes, s
     return out
 
 
+def ship_profiles(profiles: dict[str, dict[str, Any] | None], run_id: str,
+                  put: Callable[[str, bytes, str], None]) -> dict[str, dict[str, Any] | None]:
+    """Each recipe's descriptor with its local profile shipped (:func:`ship_profile`), each
+    distinct profile once; recipes without one stay None."""
+    shipped: dict[str, dict[str, Any]] = {}
+    out: dict[str, dict[str, Any] | None] = {}
+    for recipe, desc in profiles.items():
+        if desc is not None and desc["content_hash"] not in shipped:
+            shipped[desc["content_hash"]] = ship_profile(desc, run_id, put) if desc.get("root") else desc
+        out[recipe] = shipped[desc["content_hash"]] if desc is not None else None
+    return out
+
+
 def _checked_desc(desc: dict[str, Any], run_id: str) -> None:
     """A descriptor read from a run manifest names paths on this machine (the cache folder,
     the store version): its names must be store names, its ``key`` the one the layout gives

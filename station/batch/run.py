@@ -9,6 +9,7 @@ a partial summary and returns; killed (SIGKILL, crash), the rows on disk are the
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import sys
@@ -36,7 +37,7 @@ from station.batch.ledger import ResultWriter, load_done, shard_files
 from station.batch.model_uri import local_model_spec
 from station.batch.models import ProfileRef, resolve_model
 from station.batch.output import RunOutput
-from station.batch.profiles import ProfileShipError, profile_ref
+from station.batch.profiles import ProfileShipError, profile_ref, ship_profiles
 from station.batch.progress import ProgressLine
 from station.batch.rows import utc_now_iso
 from station.batch.s3io import S3Access, S3AccessError
@@ -233,7 +234,10 @@ def _run_locked(opts: BatchOptions, stop: threading.Event, output: RunOutput, ou
         try:
             settings = with_profiles(settings, {i.recipe for i in items}, opts.requested, opts.data_dir,
                                      lambda msg: _say(opts, msg))
-        except ProfileShipError as exc:
+            if out_loc.is_s3:  # shipped with the run: a shard or resume on another machine uses them
+                settings = dataclasses.replace(settings, profiles=ship_profiles(
+                    settings.profiles, run_id, output.put_profile_file))
+        except (ProfileShipError, S3AccessError, OSError) as exc:
             raise BatchError(str(exc)) from None
     proposed = {
         "run_id": run_id, "created_at": utc_now_iso(),

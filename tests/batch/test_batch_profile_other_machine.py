@@ -12,7 +12,7 @@ from conftest import copy_images, result_rows
 from station.cli import main
 
 
-def _machines(tmp_path, station_data, recorded_images):
+def _machines(tmp_path, station_data, recorded_images, capsys):
     copy_images(recorded_images[:6], tmp_path / "in")
     a, b = tmp_path / "machineA", tmp_path / "machineB"
     shutil.copytree(station_data, a)
@@ -20,14 +20,14 @@ def _machines(tmp_path, station_data, recorded_images):
     out = tmp_path / "out"  # shared between the machines (a network folder)
     base = ["batch", str(tmp_path / "in"), "--model", "active", "--out", str(out), "--run-id", "m", "--shards", "2",
             "--no-report", "--recipe", "rb", "--station", "s1"]
-    assert main(["--data-dir", str(a), *base, "--shard", "0"]) == 0
+    assert main(["--data-dir", str(a), *base, "--shard", "0"]) == 0, capsys.readouterr().err
     shutil.rmtree(a / "calibration")  # machine A's store is not visible from machine B
     return a, b, out, base
 
 
 def test_shard_on_another_machine_uses_its_store_copy_of_the_pinned_profile(tmp_path, station_data,
                                                                              recorded_images, capsys):
-    _, b, out, base = _machines(tmp_path, station_data, recorded_images)
+    _, b, out, base = _machines(tmp_path, station_data, recorded_images, capsys)
     capsys.readouterr()
     assert main(["--data-dir", str(b), *base, "--shard", "1"]) == 0, capsys.readouterr().err
     rows = result_rows(out)
@@ -40,7 +40,7 @@ def test_shard_on_another_machine_uses_its_store_copy_of_the_pinned_profile(tmp_
 
 
 def test_same_named_profile_with_other_content_is_refused(tmp_path, station_data, recorded_images, capsys):
-    _, b, out, base = _machines(tmp_path, station_data, recorded_images)
+    _, b, out, base = _machines(tmp_path, station_data, recorded_images, capsys)
     pinned = json.loads((out / "summary/run=m/run.json").read_text())["settings"]["profiles"]["rb"]
     doc_path = b / "calibration" / pinned["serial"] / pinned["recipe"] / f"v{pinned['version']}" / "profile.json"
     doc = json.loads(doc_path.read_text())
@@ -50,3 +50,37 @@ def test_same_named_profile_with_other_content_is_refused(tmp_path, station_data
     assert main(["--data-dir", str(b), *base, "--shard", "1"]) == 1
     assert "is not the one run began with" in capsys.readouterr().err
     assert {r["shard"] for r in result_rows(out)} == {0}
+
+
+def test_s3_run_ships_its_profiles_for_shards_on_machines_without_them(tmp_path, station_data, recorded_images,
+                                                                       monkeypatch, capsys):
+    from servers import start_s3
+
+    s3 = start_s3(tmp_path / "weed", bucket="ls-ship")
+    try:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.access_key)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.secret_key)
+        copy_images(recorded_images[:6], tmp_path / "in")
+        a, b = tmp_path / "machineA", tmp_path / "machineB"
+        shutil.copytree(station_data, a)
+        shutil.copytree(station_data, b)
+        shutil.rmtree(b / "calibration")  # machine B was never calibrated
+        base = ["batch", str(tmp_path / "in"), "--model", "active", "--out", f"s3://{s3.bucket}/audits",
+                "--s3-endpoint", s3.endpoint_url, "--run-id", "ship", "--shards", "2", "--no-report",
+                "--recipe", "rb", "--station", "s1"]
+        assert main(["--data-dir", str(a), *base, "--shard", "0"]) == 0, capsys.readouterr().err
+        manifest = json.loads(s3.client().get_object(Bucket=s3.bucket, Key="audits/summary/run=ship/run.json")[
+            "Body"].read())
+        desc = manifest["settings"]["profiles"]["rb"]
+        assert "root" not in desc and desc["key"].startswith("summary/run=ship/profiles/")
+        assert {f"audits/{desc['key']}/{n}" for n in ("profile.json", "reference.png")} <= set(s3.keys("audits/"))
+        capsys.readouterr()
+        assert main(["--data-dir", str(b), *base, "--shard", "1"]) == 0, capsys.readouterr().err
+        shard1 = json.loads(s3.client().get_object(Bucket=s3.bucket, Key="audits/summary/run=ship/shard=1.json")[
+            "Body"].read())
+        assert shard1["spec_profiles"] == {"rb": desc["identity"]} and shard1["images"] > 0
+        rows = [json.loads(line) for key in s3.keys("audits/results/")
+                for line in s3.client().get_object(Bucket=s3.bucket, Key=key)["Body"].read().decode().splitlines()]
+        assert len(rows) == 6 and all(r["spec_checked"] for r in rows)
+    finally:
+        s3.stop()
