@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import copy_images, result_rows
+from conftest import copy_images_to_shards, result_rows
 
 from station.batch.output import RunOutput
 from station.cli import main
@@ -30,9 +30,9 @@ def _claim_after_rival(monkeypatch, run_batch_cli, data_dir, rival_args):
 
 def test_claim_loser_lists_again_under_the_winners_settings(tmp_path, station_data, recorded_images, monkeypatch,
                                                             run_batch_cli, capsys):
-    copy_images(recorded_images[:6], tmp_path / "in")
+    inputs = copy_images_to_shards(recorded_images[:6], tmp_path)
     out = tmp_path / "out"
-    base = [str(tmp_path / "in"), "--model", "active", "--out", str(out), "--run-id", "race", "--shards", "2",
+    base = [str(inputs), "--model", "active", "--out", str(out), "--run-id", "race", "--shards", "2",
             "--no-report"]
     rival = _claim_after_rival(monkeypatch, run_batch_cli, station_data,
                                [*base, "--shard", "0", "--recipe", "rb", "--station", "s1"])
@@ -48,9 +48,9 @@ def test_claim_loser_lists_again_under_the_winners_settings(tmp_path, station_da
 
 def test_claim_loser_with_conflicting_flags_is_refused(tmp_path, station_data, recorded_images, monkeypatch,
                                                        run_batch_cli, capsys):
-    copy_images(recorded_images[:4], tmp_path / "in")
+    inputs = copy_images_to_shards(recorded_images[:4], tmp_path)
     out = tmp_path / "out"
-    base = [str(tmp_path / "in"), "--model", "active", "--out", str(out), "--run-id", "race2", "--shards", "2",
+    base = [str(inputs), "--model", "active", "--out", str(out), "--run-id", "race2", "--shards", "2",
             "--no-report"]
     _claim_after_rival(monkeypatch, run_batch_cli, station_data,
                        [*base, "--shard", "0", "--recipe", "rb", "--station", "s1"])

@@ -7,18 +7,18 @@ from __future__ import annotations
 import json
 import shutil
 
-from conftest import copy_images, result_rows
+from conftest import copy_images_to_shards, result_rows
 
 from station.cli import main
 
 
 def _machines(tmp_path, station_data, recorded_images, capsys):
-    copy_images(recorded_images[:6], tmp_path / "in")
+    inputs = copy_images_to_shards(recorded_images[:6], tmp_path)
     a, b = tmp_path / "machineA", tmp_path / "machineB"
     shutil.copytree(station_data, a)
     shutil.copytree(station_data, b)
     out = tmp_path / "out"  # shared between the machines (a network folder)
-    base = ["batch", str(tmp_path / "in"), "--model", "active", "--out", str(out), "--run-id", "m", "--shards", "2",
+    base = ["batch", str(inputs), "--model", "active", "--out", str(out), "--run-id", "m", "--shards", "2",
             "--no-report", "--recipe", "rb", "--station", "s1"]
     assert main(["--data-dir", str(a), *base, "--shard", "0"]) == 0, capsys.readouterr().err
     shutil.rmtree(a / "calibration")  # machine A's store is not visible from machine B
@@ -60,12 +60,12 @@ def test_s3_run_ships_its_profiles_for_shards_on_machines_without_them(tmp_path,
     try:
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.access_key)
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.secret_key)
-        copy_images(recorded_images[:6], tmp_path / "in")
+        inputs = copy_images_to_shards(recorded_images[:6], tmp_path)
         a, b = tmp_path / "machineA", tmp_path / "machineB"
         shutil.copytree(station_data, a)
         shutil.copytree(station_data, b)
         shutil.rmtree(b / "calibration")  # machine B was never calibrated
-        base = ["batch", str(tmp_path / "in"), "--model", "active", "--out", f"s3://{s3.bucket}/audits",
+        base = ["batch", str(inputs), "--model", "active", "--out", f"s3://{s3.bucket}/audits",
                 "--s3-endpoint", s3.endpoint_url, "--run-id", "ship", "--shards", "2", "--no-report",
                 "--recipe", "rb", "--station", "s1"]
         assert main(["--data-dir", str(a), *base, "--shard", "0"]) == 0, capsys.readouterr().err
