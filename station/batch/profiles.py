@@ -7,8 +7,12 @@ is - ``root`` (a local calibration store) or ``key`` (a copy stored with the run
 run would use next to the run (:func:`ship_profile`), since the containers have no
 calibration store; a child downloads them into ``<data-dir>/batch/profile-cache/`` and
 checks every file against the manifest's hashes before using it (:func:`profile_ref`),
-as :mod:`station.batch.model_uri` does for the model. A local shard or resume that finds
-the store's profile changed since the run began is refused rather than mixing two specs.
+as :mod:`station.batch.model_uri` does for the model. A local run with an S3 output ships
+its profiles the same way. A local shard or resume that finds the store's profile changed
+since the run began is refused rather than mixing two specs; one on another machine (the
+pinned store path absent) uses that machine's store version if its content hash matches.
+Descriptors come from run.json, so their names, key and hash are checked before any of them
+becomes a path here.
 """
 from __future__ import annotations
 
