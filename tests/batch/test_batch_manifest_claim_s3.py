@@ -8,7 +8,7 @@ import threading
 
 import pytest
 from conftest import copy_images
-from servers import start_s3
+from servers import S3Server
 
 from station.aws_client import AwsEndpoint
 from station.batch.layout import OutLocation, run_manifest_key
@@ -22,8 +22,6 @@ WRITER = {"name": "writer", "credentials": [{"accessKey": "AKIDWRITEONLY", "secr
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
-    from servers import S3Server
-
     server = S3Server(tmp_path_factory.mktemp("weed"), bucket="ls-claim", extra_identities=[WRITER]).start()
     yield server
     server.stop()
