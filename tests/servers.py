@@ -113,6 +113,8 @@ class S3Server:
     secret_key: str = "linestation-test-secret"
     ports: list[int] = field(default_factory=list)
     server: ServerProcess | None = None
+    # more S3 identities: {"name", "credentials": [{"accessKey", "secretKey"}], "actions"}
+    extra_identities: list[dict] = field(default_factory=list)
 
     @property
     def s3_port(self) -> int:
@@ -139,7 +141,7 @@ class S3Server:
         cfg = self.root / "s3.json"
         cfg.write_text(json.dumps({"identities": [{
             "name": "station", "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}, *self.extra_identities]}))
         self.reserve_ports()
         p = self.ports
         argv = [str(BIN / "weed"), "mini", f"-dir={self.root / 'data'}", f"-ip={HOST}", f"-ip.bind={HOST}",

@@ -56,7 +56,7 @@ from station.batch.layout import (
 )
 from station.batch.model_uri import ModelUriError, is_model_uri, parse_model_uri, resolve_model_uri, upload_model
 from station.batch.models import ModelChoiceError, ModelRef, resolve_model
-from station.batch.profiles import ProfileShipError, ship_profile
+from station.batch.profiles import ProfileShipError, ship_profiles
 from station.batch.rows import utc_now_iso
 from station.batch.s3io import S3Access, S3AccessError
 from station.batch.settings import Requested, fresh_settings, with_profiles
@@ -204,20 +204,15 @@ def publish_run(plan: SubmitPlan) -> None:
     profiles, the image listing, and last the run manifest that names both by hash."""
     out = OutLocation.parse(plan.out_uri)
 
-    def put(key: str, data: bytes, content_type: str) -> None:
-        plan.s3.put_bytes(out.bucket, out.s3_key(key), data, content_type)
+    def put(key: str, data: bytes, content_type: str, if_none_match: bool = False) -> None:
+        plan.s3.put_bytes(out.bucket, out.s3_key(key), data, content_type, if_none_match=if_none_match)
 
     settings = plan.manifest["settings"]
-    shipped: dict[str, dict[str, Any]] = {}
     try:
-        for recipe, desc in settings["profiles"].items():
-            if desc is not None:
-                if desc["content_hash"] not in shipped:
-                    shipped[desc["content_hash"]] = ship_profile(desc, plan.run_id, put)
-                settings["profiles"][recipe] = shipped[desc["content_hash"]]
+        settings["profiles"] = ship_profiles(settings["profiles"], plan.run_id, put)
         put(plan.manifest["listing"]["key"], plan.listing, "application/x-ndjson")
         put(run_manifest_key(plan.run_id), (json.dumps(plan.manifest, indent=2, sort_keys=True) + "\n").encode(),
-            "application/json")
+            "application/json", if_none_match=True)  # a run started since the check above is not overwritten
     except (ProfileShipError, S3AccessError, OSError) as exc:
         raise SubmitError(f"run {plan.run_id}: writing its manifest under {plan.out_uri} failed ({exc}); "
                           f"nothing was submitted") from None

@@ -22,7 +22,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 RESULTS_DIR = "results"
 SUMMARY_DIR = "summary"
@@ -33,9 +33,9 @@ _RUN_ID = re.compile(rf"^{RUN_ID_PATTERN}$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # calibration.profile.NAME_PATTERN
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-_RESULTS_KEY = re.compile(
-    rf"^(?:.*/)?{RESULTS_DIR}/date=(?P<date>[^/]+)/station=(?P<station>[^/]+)/recipe=(?P<recipe>[^/]+)/"
-    rf"(?P<run_id>{RUN_ID_PATTERN})-(?P<shard>\d+)\.jsonl$")
+_RESULTS_KEY = re.compile(  # partition values as partition_value() writes them; any prefix folders
+    rf"^(?:[^/]+/)*{RESULTS_DIR}/date=(?P<date>\d{{4}}-\d{{2}}-\d{{2}})/station=(?P<station>[A-Za-z0-9_.-]+)/"
+    rf"recipe=(?P<recipe>[A-Za-z0-9_.-]+)/(?P<run_id>{RUN_ID_PATTERN})-(?P<shard>\d+)\.jsonl$")
 
 
 class LayoutError(ValueError):
@@ -142,9 +142,10 @@ class ResultsKey:
 
 def parse_results_key(key: str) -> ResultsKey | None:
     """The partition values of a results key (None when ``key`` is not one)."""
-    m = _RESULTS_KEY.match(str(PurePosixPath(key)) if not key.startswith("s3://") else key)
-    if not m:
-        return None
+    path = key[5:] if key.startswith("s3://") else key  # s3://bucket/...: the bucket is a folder here
+    m = _RESULTS_KEY.match(path)
+    if not m or any(part in ("", ".", "..") for part in path.split("/")):
+        return None  # a key that climbs out of its folder is no results key (it names a path here)
     return ResultsKey(m["date"], m["station"], m["recipe"], m["run_id"], int(m["shard"]))
 
 

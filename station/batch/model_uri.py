@@ -20,7 +20,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from station.aws_client import error_code, http_status
 from station.batch.layout import LayoutError, split_s3_uri
 from station.batch.s3io import S3Access, S3AccessError
 from station.detect.registry import META_FILE
@@ -75,16 +74,6 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _get_or_none(access: S3Access, bucket: str, key: str) -> bytes | None:
-    try:
-        return access.get(bucket, key)
-    except S3AccessError as exc:
-        cause = exc.__cause__
-        if cause is not None and (error_code(cause) in ("NoSuchKey", "404", "NotFound") or http_status(cause) == 404):
-            return None
-        raise
-
-
 def _read_meta(data: bytes, where: str) -> dict:
     try:
         meta = json.loads(data.decode("utf-8"))
@@ -112,7 +101,7 @@ def upload_model(model_dir: Path, base_uri: str, access: S3Access) -> tuple[Mode
         raise ModelUriError(f"{model_dir}: not a model directory ({exc})") from None
     meta = _read_meta(local_meta_bytes, str(model_dir / META_FILE))
     loc = model_location(base_uri, str(meta.get("model_id") or model_dir.name), str(meta.get("model_version", "")))
-    remote = _get_or_none(access, loc.bucket, loc.key(META_FILE))
+    remote = access.get_or_none(loc.bucket, loc.key(META_FILE))
     if remote is not None:
         if _sha256(remote) == _sha256(local_meta_bytes):
             return loc, False
@@ -162,7 +151,7 @@ def resolve_model_uri(uri: str, cache_dir: Path, access: S3Access) -> Path:
     final = Path(cache_dir) / loc.bucket / loc.prefix / loc.model_id
     if _verified(final):
         return final
-    meta_bytes = _get_or_none(access, loc.bucket, loc.key(META_FILE))
+    meta_bytes = access.get_or_none(loc.bucket, loc.key(META_FILE))
     if meta_bytes is None:
         raise ModelUriError(f"{loc.uri}: no {META_FILE} there (upload the model first)")
     meta = _read_meta(meta_bytes, loc.uri + META_FILE)
@@ -171,7 +160,7 @@ def resolve_model_uri(uri: str, cache_dir: Path, access: S3Access) -> Path:
         raise ModelUriError(f"{loc.uri}: {META_FILE} describes {got[0]} version {got[1]}, not what the URI names")
     def verified():
         for name, info in meta["files"].items():
-            data = _get_or_none(access, loc.bucket, loc.key(name))
+            data = access.get_or_none(loc.bucket, loc.key(name))
             if data is None:
                 raise ModelUriError(f"{loc.uri}{name}: missing (model.json lists it)")
             if _sha256(data) != info["sha256"]:
@@ -180,5 +169,5 @@ def resolve_model_uri(uri: str, cache_dir: Path, access: S3Access) -> Path:
             yield name, data
         yield META_FILE, meta_bytes
 
-    publish_dir(final, verified())  # an unverifiable older copy is replaced
+    publish_dir(final, verified(), is_valid=_verified)  # an unverifiable older copy is replaced
     return final

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from station.batch.layout import (
+    RESULTS_DIR,
     SUMMARY_DIR,
     OutLocation,
     is_shard_summary_key,
@@ -24,7 +25,7 @@ from station.batch.layout import (
     run_manifest_key,
 )
 from station.batch.ledger import shard_files
-from station.batch.s3io import S3Access
+from station.batch.s3io import S3Access, S3AccessError, S3PreconditionFailed
 from station.durable import fsync_dir, write_synced
 
 
@@ -57,10 +58,7 @@ class RunOutput:
         if path.is_file():
             return json.loads(path.read_text(encoding="utf-8"))
         if self.s3 is not None:
-            try:
-                return json.loads(self.s3.get(self.out.bucket, self.out.s3_key(key)))
-            except Exception:
-                return None
+            return self.read_json_s3(key)
         return None
 
     def read_bytes(self, key: str) -> bytes:
@@ -77,11 +75,22 @@ class RunOutput:
             self.s3.put_bytes(self.out.bucket, self.out.s3_key(key),
                               (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode(), "application/json")
 
+    def put_profile_file(self, key: str, data: bytes, content_type: str) -> None:
+        """S3 only: one file of a profile shipped with the run, put only if the key is new -
+        a same-named profile another shard shipped first stays (every reader checks the
+        run manifest's sha256, so a different one is refused, never used)."""
+        try:
+            self.s3.put_bytes(self.out.bucket, self.out.s3_key(key), data, content_type, if_none_match=True)
+        except S3PreconditionFailed:
+            pass
+
     def claim_manifest(self, run_id: str, proposed: dict[str, Any]) -> dict[str, Any]:
         """The run's manifest: the existing one (resume, another shard) or ``proposed``."""
         existing = self.read_json(run_manifest_key(run_id))
         if existing is not None:
             return existing
+        if self.s3 is not None:
+            return self._claim_on_s3(run_id, proposed)
         path = self.root / run_manifest_key(run_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".run.{uuid.uuid4().hex[:8]}.tmp")
@@ -93,10 +102,37 @@ class RunOutput:
         finally:
             tmp.unlink(missing_ok=True)
         fsync_dir(path.parent)
-        if self.s3 is not None:
-            self.s3.put_bytes(self.out.bucket, self.out.s3_key(run_manifest_key(run_id)),
-                              path.read_bytes(), "application/json")
         return proposed
+
+    def _claim_on_s3(self, run_id: str, proposed: dict[str, Any], attempts: int = 3) -> dict[str, Any]:
+        """S3 decides who creates the manifest (a put only if the key is new); the loser
+        reads the winner's. The staging copy is written after, from whichever won."""
+        key = run_manifest_key(run_id)
+        for _ in range(attempts):
+            try:
+                self.s3.put_bytes(self.out.bucket, self.out.s3_key(key),
+                                  (json.dumps(proposed, indent=2, sort_keys=True) + "\n").encode(),
+                                  "application/json", if_none_match=True)
+                won = proposed
+            except S3PreconditionFailed:  # someone else created it: theirs
+                won = self.read_json_s3(key)
+                if won is None:  # (409: their conditional put was still in flight)
+                    continue
+            write_json_local(self.root / key, won)
+            return won
+        raise S3AccessError(f"{self.out}/{key}: could neither create the run manifest nor read the one "
+                            f"another process is creating; run the command again")
+
+    def read_json_s3(self, key: str) -> dict[str, Any] | None:
+        """The S3 object, None only when it does not exist: any other failure raises, or a run
+        whose manifest could not be read would be claimed (and its manifest overwritten) anew."""
+        data = self.s3.get_or_none(self.out.bucket, self.out.s3_key(key))
+        if data is None:
+            return None
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise S3AccessError(f"{self.out}/{key} is not JSON ({exc}); not touching the run") from None
 
     def latest_run_id(self) -> str | None:
         """The most recently started run under this output (for ``--resume`` without ``--run-id``)."""
@@ -115,9 +151,14 @@ class RunOutput:
         for obj in self.s3.list(self.out.bucket, self.out.s3_key(results_prefix(date))):
             key = self.out.relative(obj["Key"])
             parsed = parse_results_key(key)
-            if parsed and parsed.run_id == run_id and parsed.shard == shard and not (self.root / key).exists():
-                self.s3.download(self.out.bucket, obj["Key"], self.root / key)
-                fetched += 1
+            if not (parsed and parsed.run_id == run_id and parsed.shard == shard) or (self.root / key).exists():
+                continue
+            if not key.startswith(f"{RESULTS_DIR}/") or not (self.root / key).resolve().is_relative_to(
+                    self.root.resolve()):
+                raise S3AccessError(f"{self.out}: results key {obj['Key']!r} points outside the staging folder "
+                                    f"{self.root}; not downloading it")
+            self.s3.download(self.out.bucket, obj["Key"], self.root / key)
+            fetched += 1
         return fetched
 
     def upload_shard(self, run_id: str, shard: int) -> list[str]:

@@ -9,6 +9,7 @@ a partial summary and returns; killed (SIGKILL, crash), the rows on disk are the
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import sys
@@ -36,7 +37,7 @@ from station.batch.ledger import ResultWriter, load_done, shard_files
 from station.batch.model_uri import local_model_spec
 from station.batch.models import ProfileRef, resolve_model
 from station.batch.output import RunOutput
-from station.batch.profiles import ProfileShipError, profile_ref
+from station.batch.profiles import ProfileShipError, profile_ref, ship_profiles
 from station.batch.progress import ProgressLine
 from station.batch.rows import utc_now_iso
 from station.batch.s3io import S3Access, S3AccessError
@@ -160,7 +161,7 @@ def _listed_items(opts: BatchOptions, settings: InspectionSettings, manifest: di
 
 
 def _profile_refs(opts: BatchOptions, settings: InspectionSettings, recipes: set[str],
-                  output: RunOutput) -> dict[str, ProfileRef | None]:
+                  output: RunOutput, run_id: str) -> dict[str, ProfileRef | None]:
     """Each recipe's loadable profile as the manifest pins it (shipped ones fetched and
     verified); a recipe the manifest does not know (a record that grew since) is skipped."""
     refs: dict[str, ProfileRef | None] = {}
@@ -173,7 +174,7 @@ def _profile_refs(opts: BatchOptions, settings: InspectionSettings, recipes: set
             refs[recipe] = None
             continue
         try:
-            ref = cache.get(desc["content_hash"]) or profile_ref(desc, opts.data_dir, output.read_bytes)
+            ref = cache.get(desc["content_hash"]) or profile_ref(desc, opts.data_dir, output.read_bytes, run_id)
         except (ProfileShipError, S3AccessError, OSError) as exc:
             raise BatchError(f"calibration profile of recipe {recipe!r}: {exc}") from None
         refs[recipe] = cache[desc["content_hash"]] = ref
@@ -233,16 +234,24 @@ def _run_locked(opts: BatchOptions, stop: threading.Event, output: RunOutput, ou
         try:
             settings = with_profiles(settings, {i.recipe for i in items}, opts.requested, opts.data_dir,
                                      lambda msg: _say(opts, msg))
-        except ProfileShipError as exc:
+            if out_loc.is_s3:  # shipped with the run: a shard or resume on another machine uses them
+                settings = dataclasses.replace(settings, profiles=ship_profiles(
+                    settings.profiles, run_id, output.put_profile_file))
+        except (ProfileShipError, S3AccessError, OSError) as exc:
             raise BatchError(str(exc)) from None
-    mine = list(inputs_mod.select_shard(items, opts.shard, opts.shards))
-    manifest = output.claim_manifest(run_id, {
+    proposed = {
         "run_id": run_id, "created_at": utc_now_iso(),
         "date": opts.date or datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "model": model.to_json(), "inputs": described, "shards": opts.shards, "compare": opts.compare,
         "settings": settings.to_json(),
-    })
-    settings = _run_settings(opts, manifest, where) or settings  # another shard may have claimed it first
+    }
+    manifest = output.claim_manifest(run_id, proposed)
+    if manifest is not proposed:  # another shard claimed the run between our read and our claim:
+        # its settings (and listing) win, so the items are listed again under them - items
+        # built from our own defaults would file rows under another station / recipe
+        settings = _run_settings(opts, manifest, where) or settings
+        items, described = _list_items(opts, s3, settings, manifest, output)
+    mine = list(inputs_mod.select_shard(items, opts.shard, opts.shards))
     if manifest["model"]["model_hash"] != model.model_hash:
         raise BatchError(f"run {run_id} was started with model {manifest['model']['model_id']} "
                          f"(hash {manifest['model']['model_hash'][:12]}), not {model.model_id}: "
@@ -269,7 +278,7 @@ def _run_locked(opts: BatchOptions, stop: threading.Event, output: RunOutput, ou
         _say(opts, f"repaired {r.path.name}: cut a torn last line ({r.dropped_bytes} bytes)")
     pending = [i for i in mine if i.image_id not in done]
     workers = opts.workers or auto_workers(len(pending), opts.threads)
-    profiles = _profile_refs(opts, settings, {i.recipe for i in mine}, output)
+    profiles = _profile_refs(opts, settings, {i.recipe for i in mine}, output, run_id)
     spec = WorkerSpec(model=model, profiles=profiles, policy=dict(settings.policy), run_id=run_id,
                       shard=opts.shard, threads=opts.threads, s3=opts.s3)
     _say(opts, f"run {run_id} shard {opts.shard}/{opts.shards}: {len(mine)} of {len(items)} image(s), "

@@ -10,12 +10,27 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from station.aws_client import AwsEndpoint, client, describe_error
+from station.aws_client import AwsEndpoint, client, describe_error, error_code, http_status
 from station.durable import fsync_dir, write_synced
 
 
 class S3AccessError(RuntimeError):
     """An S3 call failed; the message names the bucket, key and the service's answer."""
+
+
+class S3PreconditionFailed(S3AccessError):
+    """A conditional call's condition did not hold (HTTP 412): the object exists already
+    (``IfNoneMatch``) or is no longer the one named by its ETag (``IfMatch``)."""
+
+
+def _not_found(exc: BaseException) -> bool:
+    return error_code(exc) in ("NoSuchKey", "404", "NotFound") or http_status(exc) == 404
+
+
+def _precondition_failed(exc: BaseException) -> bool:
+    # 409 ConditionalRequestConflict: AWS's answer to two conditional writes racing on one key
+    return (error_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict")
+            or http_status(exc) in (409, 412))
 
 
 class S3Access:
@@ -39,17 +54,39 @@ class S3Access:
         except Exception as exc:
             raise S3AccessError(f"cannot list s3://{bucket}/{prefix}: {describe_error(exc)}") from exc
 
-    def get(self, bucket: str, key: str) -> bytes:
+    def get(self, bucket: str, key: str, if_match: str | None = None) -> bytes:
+        """The object's bytes; ``if_match`` (the ETag a listing saw): only that version of
+        it, else :class:`S3PreconditionFailed` - an image replaced since it was listed must
+        not be inspected under the listed image's id."""
+        extra = {"IfMatch": if_match} if if_match else {}
         try:
-            return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            return self.client.get_object(Bucket=bucket, Key=key, **extra)["Body"].read()
         except Exception as exc:
+            if if_match and _precondition_failed(exc):
+                raise S3PreconditionFailed(f"s3://{bucket}/{key} changed since listing (ETag no longer "
+                                           f"{if_match})") from exc
             raise S3AccessError(f"cannot read s3://{bucket}/{key}: {describe_error(exc)}") from exc
 
-    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
+    def get_or_none(self, bucket: str, key: str) -> bytes | None:
+        """The object, or None when it does not exist (404 / NoSuchKey only: any other
+        failure - access denied, network, 5xx - raises, since "missing" must not be guessed)."""
         try:
-            self.client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+            return self.get(bucket, key)
+        except S3AccessError as exc:
+            if exc.__cause__ is not None and _not_found(exc.__cause__):
+                return None
+            raise
+
+    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str, *,
+                  if_none_match: bool = False) -> None:
+        """Put one object; ``if_none_match``: only if no object has that key yet, else
+        :class:`S3PreconditionFailed` (first writer wins, as a local ``os.link``)."""
+        extra = {"IfNoneMatch": "*"} if if_none_match else {}
+        try:
+            self.client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type, **extra)
         except Exception as exc:
-            raise S3AccessError(f"cannot write s3://{bucket}/{key}: {describe_error(exc)}") from exc
+            cls = S3PreconditionFailed if if_none_match and _precondition_failed(exc) else S3AccessError
+            raise cls(f"cannot write s3://{bucket}/{key}: {describe_error(exc)}") from exc
 
     def download(self, bucket: str, key: str, dest: Path) -> None:
         """Fetch one object into ``dest`` durably (temp file, fsync, rename)."""

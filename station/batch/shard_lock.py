@@ -9,12 +9,12 @@ exits, however it exits, so a crash never leaves a stale lock; the file itself s
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import socket
 from pathlib import Path
 
 from station.batch.layout import run_dir_key, shard_lock_name
+from station.durable import try_lock_file
 
 
 class ShardLocked(RuntimeError):
@@ -29,19 +29,14 @@ class ShardLock:
     def acquire(cls, root: Path, run_id: str, shard: int) -> ShardLock:
         path = Path(root) / run_dir_key(run_id) / shard_lock_name(shard)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
-            os.close(fd)
-            raise ShardLocked(f"run {run_id} shard {shard} is being run by {holder} (lock {path}); "
-                              f"wait for it to finish, or stop it, then --resume") from None
-        except BaseException:
-            os.close(fd)
-            raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        fd = try_lock_file(path, holder=f"pid {os.getpid()} on {socket.gethostname()}")
+        if fd is None:
+            try:
+                holder = path.read_text(encoding="utf-8", errors="replace")[:200].strip()
+            except OSError:
+                holder = ""
+            raise ShardLocked(f"run {run_id} shard {shard} is being run by {holder or 'another process'} "
+                              f"(lock {path}); wait for it to finish, or stop it, then --resume")
         return cls(path, fd)
 
     def release(self) -> None:

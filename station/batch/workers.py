@@ -118,7 +118,7 @@ class WorkerSpec:
 def _read(item: ImageItem, s3) -> bytes:
     if item.kind == "s3":
         bucket, key = item.uri[5:].split("/", 1)
-        return s3.get(bucket, key)
+        return s3.get(bucket, key, if_match=item.etag or None)
     return Path(item.uri).read_bytes()
 
 

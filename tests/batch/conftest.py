@@ -65,6 +65,21 @@ def copy_images(images: list[Path], dest: Path, copies: int = 1) -> list[Path]:
     return out
 
 
+def copy_images_to_shards(images: list[Path], parent: Path, shards: int = 2) -> Path:
+    """``images`` copied into a folder under ``parent`` whose paths give every one of
+    ``shards`` at least one image (the shard is a hash of the path, so a random tmp path
+    can leave a shard empty - and a test of that shard vacuous)."""
+    from station.batch.inputs import list_local, shard_of
+
+    for n in range(50):
+        dest = parent / f"in{n}"
+        copy_images(images, dest)
+        if len({shard_of(i, shards) for i in list_local(str(dest), recipe="r", station="s")}) == shards:
+            return dest
+        shutil.rmtree(dest)
+    raise AssertionError(f"no folder under {parent} spreads {len(images)} image(s) over {shards} shards")
+
+
 def result_rows(out: Path) -> list[dict]:
     rows = []
     for path in sorted(out.glob("results/date=*/station=*/recipe=*/*.jsonl")):

@@ -3,6 +3,7 @@ Fargate resources, least-privilege job role, and agreement with what the submitt
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -93,9 +94,26 @@ def test_job_role_is_least_privilege(template):
     assert sorted(grants["s3:GetObject"]) == sorted([sub("${DataBucket.Arn}/${BatchInputPrefix}*"),
                                                      sub("${DataBucket.Arn}/models/*"),
                                                      *(sub("${DataBucket.Arn}/" + p) for p in out[:2])])
-    assert grants["s3:PutObject"] == [sub("${DataBucket.Arn}/" + p) for p in out]  # reports: written, never read
     prefixes = conditions["s3:ListBucket"]["StringLike"]["s3:prefix"]
     assert [_subs(p) for p in prefixes] == ["${BatchInputPrefix}*", *out[:2]]
+    # writes: what children and batch-merge put, never what the submitter published for the run
+    base = template["Parameters"]["BatchOutPrefix"]["Default"]
+    may_put = [_iam_pattern(_subs(json.loads(r)).replace("${DataBucket.Arn}/", "").replace("${BatchOutPrefix}", base))
+               for r in grants["s3:PutObject"]]
+    allowed = lambda key: any(p.match(base + key) for p in may_put)  # noqa: E731
+    written = [results_key("batch-1", 3, date="2026-11-27", station="s1", recipe="rb"),  # child: rows
+               shard_summary_key("batch-1", 3), summary_key("batch-1"),  # child; batch-merge
+               report_key("batch-1")]  # batch-merge
+    assert all(allowed(k) for k in written), [k for k in written if not allowed(k)]
+    published = [run_manifest_key("batch-1"), run_listing_key("batch-1"),
+                 *(f"{run_profile_key('batch-1', 'SIM-0001', 'rb', 1)}/{n}" for n in ("profile.json", "reference.png")),
+                 "reports/run=batch-1/evil.js", "results/date=2026-11-27/notes.txt"]
+    assert not any(allowed(k) for k in published), [k for k in published if allowed(k)]
+
+
+def _iam_pattern(resource: str) -> re.Pattern:
+    """An IAM resource pattern as a regex: ``*`` matches any run of characters, ``/`` too."""
+    return re.compile("^" + ".*".join(re.escape(part) for part in resource.split("*")) + "$")
 
 
 def test_submitter_writes_where_the_role_allows(template):

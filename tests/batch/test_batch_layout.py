@@ -49,3 +49,26 @@ def test_athena_ddl_declares_every_row_column_and_the_partitions():
     assert tuple(partitions) == PARTITION_KEYS
     # station and recipe come from the partitions (Athena refuses a data column of the same name)
     assert columns == [c for c in ROW_COLUMNS if c not in PARTITION_KEYS]
+
+
+@pytest.mark.parametrize("key", [
+    "results/date=2026-11-26/station=s/recipe=r/../../../../../escape/r-0.jsonl",
+    "../../outside/results/date=2026-11-26/station=s/recipe=r/r-0.jsonl",
+    "a/./results/date=2026-11-26/station=s/recipe=r/r-0.jsonl",
+    "a//results/date=2026-11-26/station=s/recipe=r/r-0.jsonl",
+    "results/date=../station=s/recipe=r/r-0.jsonl",
+    "results/date=2026-11-26/station=s/recipe=r/x/r-0.jsonl",
+    "results/date=2026-11-26/station=s t/recipe=r/r-0.jsonl",
+    "s3://b/../results/date=2026-11-26/station=s/recipe=r/r-0.jsonl",
+])
+def test_results_keys_that_leave_their_folder_are_not_results_keys(key):
+    """fetch_shard downloads every results key of its shard to ``<staging>/<key>``: a key
+    with '..' (or any segment a path would resolve) must not parse."""
+    assert parse_results_key(key) is None
+
+
+def test_results_keys_still_parse_under_a_prefix():
+    key = results_key("run-1", 0, date="2026-11-26", station="s.1", recipe="r_b")
+    assert parse_results_key(key).run_id == "run-1"
+    assert parse_results_key(f"audits/x/{key}").partitions["station"] == "s.1"
+    assert parse_results_key(f"s3://bucket/audits/{key}").shard == 0

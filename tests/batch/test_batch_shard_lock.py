@@ -69,3 +69,23 @@ def test_a_second_process_on_the_same_run_and_shard_is_refused(tmp_path, station
     assert len(result_rows(out)) == len(images)
     manifest = json.loads((out / f"summary/run={run_id}/run.json").read_text())
     assert manifest["settings"]["policy"] == {"reject_min_confidence": 0.75, "pass_min_confidence": 0.6}
+
+
+def test_shard_lock_is_durable_try_lock_file_with_the_holder_named(tmp_path):
+    """The lock is station.durable.try_lock_file's (one flock implementation): the file holds
+    "pid N on HOST", a second open of it is refused naming that, and release frees it."""
+    import socket
+
+    import pytest
+
+    from station.batch.shard_lock import ShardLock, ShardLocked
+
+    first = ShardLock.acquire(tmp_path, "r1", 2)
+    holder = f"pid {os.getpid()} on {socket.gethostname()}"
+    assert first.path.read_text() == holder + "\n"
+    with pytest.raises(ShardLocked, match=f"run r1 shard 2 is being run by {holder} "):
+        ShardLock.acquire(tmp_path, "r1", 2)
+    ShardLock.acquire(tmp_path, "r1", 3).release()  # another shard: its own lock
+    first.release()
+    with ShardLock.acquire(tmp_path, "r1", 2) as again:
+        assert again.path == first.path
