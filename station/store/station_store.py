@@ -365,12 +365,7 @@ class StationStore:
                     ) for p in row if p
                 }
             on_disk = set(self.images.iter_files())
-            for rel in sorted(on_disk - referenced):
-                if _IMAGE_NAME.match(rel):  # only our own files; leave anything else alone
-                    self.images.remove(rel)
-                    report.removed_stray.append(rel)
-                else:
-                    log.warning("unexpected file in the image store left alone: %s", rel)
+            report.removed_stray += self._remove_unnamed(on_disk - referenced, _IMAGE_NAME, "in the image store")
             report.missing_images = sorted(referenced - on_disk)
             self._recover_originals(report)
             report.audit = audit_log.verify(self.reader)
@@ -392,13 +387,20 @@ class StationStore:
         on_disk = set(self.images.iter_originals())
         with self.reader.connect() as conn:
             named = {rel for q in _REFERENCED_ORIGINALS for (rel,) in conn.exec_driver_sql(q) if rel}
-        for rel in sorted(on_disk - named):
-            if _ORIGINAL_NAME.match(rel):  # only our own files; leave anything else alone
-                self.images.remove(rel)
-                report.removed_originals.append(rel)
-            else:
-                log.warning("unexpected file among the kept originals left alone: %s", rel)
+        report.removed_originals += self._remove_unnamed(on_disk - named, _ORIGINAL_NAME, "among the kept originals")
         report.missing_originals = sorted(named - on_disk)
+
+    def _remove_unnamed(self, unnamed: set[str], own_name: re.Pattern[str], where: str) -> list[str]:
+        """Remove the files no record names, but only those with the store's own names;
+        anything else is left alone (and logged). Returns what was removed."""
+        removed = []
+        for rel in sorted(unnamed):
+            if own_name.match(rel):
+                self.images.remove(rel)
+                removed.append(rel)
+            else:
+                log.warning("unexpected file %s left alone: %s", where, rel)
+        return removed
 
     def audit_verify(self, *, records: bool = True) -> AuditReport:
         """Check the audit chain, that every inspection has its entry and, with
