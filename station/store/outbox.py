@@ -123,8 +123,9 @@ def outbox_rows_for(
     image_key = image_s3_key(record, plant=plant, line=line, station=station) if image else None
     result_key = result_s3_key(record, plant=plant, line=line, station=station)
     original = kept_original(doc)
-    original_key = original_s3_key(record, original["sha256"], _original_ext(original), plant=plant,
-                                   line=line, station=station) if original else None
+    original_key = (original.get("s3_key") or original_s3_key(  # the key the record names, if it does
+        record, original["sha256"], _original_ext(original), plant=plant, line=line, station=station)
+    ) if original else None
     summary = {
         "inspection_id": rid,
         "plant": plant,
