@@ -36,7 +36,8 @@ from station.store import audit as audit_log
 from station.store.db import DB_FILENAME, make_engine
 from station.store.jsonutil import dumps, iso_utc
 
-# Columns of the inspection that travel with an image as S3 object metadata.
+# Columns of the inspection that travel with an image (or X-ray original) as S3 object metadata.
+FILE_KINDS = ("image", "original")
 IMAGE_METADATA_COLUMNS = ("station", "recipe", "part_id", "lot", "calibration_version",
                           "model_id", "model_version")
 
@@ -276,9 +277,10 @@ class OutboxQueue:
                           attempts=r.attempts)
 
     def _with_image_metadata(self, items: list[OutboxItem]) -> list[OutboxItem]:
-        """Images carry their inspection's identity as object metadata; the outbox payload
-        has only the file, so it is looked up here (read-only) unless the payload has it."""
-        want = {i.inspection_id for i in items if i.kind == "image" and "metadata" not in i.payload
+        """Images and originals carry their inspection's identity as object metadata; the
+        outbox payload has only the file, so it is looked up here (read-only) unless the
+        payload has it."""
+        want = {i.inspection_id for i in items if i.kind in FILE_KINDS and "metadata" not in i.payload
                 and i.inspection_id}
         if not want:
             return items
@@ -288,7 +290,7 @@ class OutboxQueue:
                 for r in rows}
         out = []
         for i in items:
-            if i.inspection_id in meta and i.kind == "image" and "metadata" not in i.payload:
+            if i.inspection_id in meta and i.kind in FILE_KINDS and "metadata" not in i.payload:
                 i = OutboxItem(i.id, i.inspection_id, i.sink, i.kind, i.priority,
                                {**i.payload, "metadata": meta[i.inspection_id]}, i.idempotency_key, i.attempts)
             out.append(i)

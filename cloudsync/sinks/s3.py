@@ -18,6 +18,13 @@ PUTs are sent without ``Expect: 100-continue``: waiting for the server's interim
 costs a round trip per object (on a 20 ms plant uplink, 20 ms per image), and all it buys
 is not sending a body the server would refuse, which here is rare and harmless.
 
+X-ray originals (outbox kind ``original``: the detector's TIFF / DICOM as kept by the
+station, content-addressed ``originals/.../<sha256>.<ext>``) take the image path: the
+station's sha256 as ``ChecksumSHA256``, the same metadata plus ``original-file`` and
+``format``, multipart above the threshold, the bandwidth cap. A kept original deleted from
+the data dir is a permanent error naming the file (dead letter; ``sync retry-dead`` after
+putting it back), never a retry loop; the workflow start that ``requires`` it waits.
+
 Idempotent: an attempt after the first (the previous one may have succeeded before the
 process died) first asks ``HEAD``; an object with the same sha256 and size counts as
 delivered and is not written again (no second version in a versioned bucket).
@@ -44,6 +51,9 @@ IMAGE_METADATA_KEYS = {
     "part_id": "part", "lot": "lot", "station": "station", "recipe": "recipe",
     "calibration_version": "calibration-version", "model_id": "model-id", "model_version": "model-version",
 }
+# Payload fields of an ``original`` row that travel as metadata too (the detector's file name).
+ORIGINAL_METADATA_KEYS = {"file": "original-file", "format": "format"}
+FILE_KINDS = {"image": "image/png", "original": "application/octet-stream"}  # kind -> default Content-Type
 
 
 class ChecksumMismatch(DeliveryError):
@@ -92,8 +102,8 @@ class S3Sink(Sink):
             sha = hashlib.sha256(body).hexdigest()
             meta = {"sha256": sha, "inspection-id": _ascii(item.inspection_id or "")}
             return self._put(item, key, body, sha, p.get("content_type", "application/json"), meta)
-        if item.kind == "image":
-            return self._deliver_image(item, key, p)
+        if item.kind in FILE_KINDS:
+            return self._deliver_file(item, key, p)
         raise DeliveryError(f"{item.idempotency_key}: the s3 sink does not deliver {item.kind!r}", retryable=False)
 
     def probe(self) -> None:
@@ -102,23 +112,27 @@ class S3Sink(Sink):
         except Exception as exc:
             raise delivery_error(exc, f"bucket {self.bucket}") from exc
 
-    # --- images -----------------------------------------------------------------------
-    def _deliver_image(self, item: OutboxItem, key: str, p: dict[str, Any]) -> Delivered:
+    # --- files: images and X-ray originals --------------------------------------------
+    def _deliver_file(self, item: OutboxItem, key: str, p: dict[str, Any]) -> Delivered:
+        what = "image" if item.kind == "image" else "original file"
         path = self.data_dir / p["local_path"]
         expected = p.get("sha256")
         try:
             size = path.stat().st_size
         except FileNotFoundError:
-            raise DeliveryError(f"{item.idempotency_key}: image file {p['local_path']} is missing",
-                                retryable=False) from None
+            hint = "; put it back, then 'linestation sync retry-dead'" if item.kind == "original" else ""
+            raise DeliveryError(f"{item.idempotency_key}: {what} {p['local_path']} is missing from "
+                                f"{self.data_dir}{hint}", retryable=False) from None
         meta = {"sha256": expected or "", "inspection-id": _ascii(item.inspection_id or "")}
         for col, name in IMAGE_METADATA_KEYS.items():
             value = (p.get("metadata") or {}).get(col)
             if value not in (None, ""):
                 meta[name] = _ascii(value)
-        ctype = p.get("content_type", "image/png")
+        if item.kind == "original":
+            meta.update({name: _ascii(p[col]) for col, name in ORIGINAL_METADATA_KEYS.items() if p.get(col)})
+        ctype = p.get("content_type") or FILE_KINDS[item.kind]
         if size > self.multipart_threshold:
-            return self._multipart(item, key, path, size, expected, ctype, meta)
+            return self._multipart(item, key, path, size, expected, ctype, meta, what)
         body = path.read_bytes()
         if not expected:  # a row without the station's digest (none written so: defensive)
             expected = meta["sha256"] = hashlib.sha256(body).hexdigest()
@@ -127,7 +141,7 @@ class S3Sink(Sink):
         except ChecksumMismatch as exc:
             if hashlib.sha256(body).hexdigest() != expected:
                 # Never publish bytes that are not what the record says it captured.
-                raise DeliveryError(f"{item.idempotency_key}: local image {p['local_path']} does not match its "
+                raise DeliveryError(f"{item.idempotency_key}: local {what} {p['local_path']} does not match its "
                                     f"sha256 (file damaged on disk)", retryable=False) from exc
             raise
 
@@ -190,7 +204,7 @@ class S3Sink(Sink):
         return Delivered(self._detail(key, resp, sha, len(body)))
 
     def _multipart(self, item: OutboxItem, key: str, path: Path, size: int, expected: str | None,
-                   ctype: str, meta: dict[str, str]) -> Delivered:
+                   ctype: str, meta: dict[str, str], what: str = "image") -> Delivered:
         if item.attempts > 1 and expected:
             head = self._existing(key, expected, size)
             if head is not None:
@@ -219,7 +233,7 @@ class S3Sink(Sink):
                     parts.append({"PartNumber": number, "ETag": r["ETag"], "ChecksumSHA256": checksum})
             sha = whole.hexdigest()
             if expected and sha != expected:
-                raise DeliveryError(f"{item.idempotency_key}: local image does not match its sha256 "
+                raise DeliveryError(f"{item.idempotency_key}: local {what} does not match its sha256 "
                                     f"(file damaged on disk)", retryable=False)
             resp = self.client.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=uid,
                                                          MultipartUpload={"Parts": parts})

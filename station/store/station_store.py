@@ -40,7 +40,7 @@ from station.store.db import DB_FILENAME, make_engine, upgrade
 from station.store.errors import DuplicateInspection, StoreDiskFull, StoreError, StoreLocked
 from station.store.images import ImageStore, PngOptions, StoredImage
 from station.store.jsonutil import canonical
-from station.store.outbox import outbox_rows_for
+from station.store.outbox import outbox_rows_for, with_original_key
 from station.store.record import RECORD_SCHEMA_VERSION, InspectionRecord
 from station.store.schema import AuditEntry, Inspection, OutboxRow, SpecResult
 
@@ -218,6 +218,7 @@ class StationStore:
                 recorded_at = datetime.now(timezone.utc)
                 try:
                     doc = record.to_document(stored, stored_hm, recorded_at=recorded_at)
+                    doc = with_original_key(doc, record, plant=self.plant, line=self.line, station=self.station)
                 except (TypeError, ValueError) as exc:
                     raise StoreError(f"inspection {record.id} cannot be stored as JSON: {exc}") from exc
                 insp_row = self._inspection_row(record, doc, stored, stored_hm, recorded_at)

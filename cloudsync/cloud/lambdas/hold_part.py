@@ -1,8 +1,9 @@
 """Lambda (state ``HoldPart``): put a rejected part on hold.
 
 Writes ``holds/plant=../line=../station=../<inspection_id>.json`` into the data bucket,
-next to the part's image and result keys, so quality tooling (and Athena) can list what
-is held and why. The key is the inspection id, so a retried task rewrites the same hold.
+next to the part's image and result keys (and an X-ray part's original file), so quality
+tooling (and Athena) can list what is held and why. The key is the inspection id, so a
+retried task rewrites the same hold.
 """
 from __future__ import annotations
 
@@ -56,6 +57,8 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         "confidence": event.get("confidence"),
         "image_key": event.get("image_key"),
         "result_key": event.get("result_key"),
+        # an X-ray part's detector file, the evidence of the hold (absent for camera parts)
+        **({"original_key": event["original_key"]} if event.get("original_key") else {}),
         "held_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
     }
     _client().put_object(Bucket=bucket, Key=key, Body=json.dumps(record).encode(),
