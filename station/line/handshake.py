@@ -347,13 +347,15 @@ class LineHandshake:
         return self._publish(ticket, result, finished=True)
 
     def _publish(self, ticket: Ticket, result: LineResult, finished: bool = False) -> bool:
-        """Write the ticket's answer once; False when it was already answered (a timeout)."""
+        """Write the ticket's answer once; False when it was already answered (a timeout):
+        then the station stays busy until the late result is audited (``_end`` frees it), so
+        a PLC that sees trigger_ready again also finds ``line.result_not_reported``."""
         with self._lock:
+            if ticket.done.is_set():
+                return False
             if finished and self._current is ticket:
                 self._busy = False
                 self._current = None
-            if ticket.done.is_set():
-                return False
             if ticket.timer is not None:
                 ticket.timer.cancel()
             latency = (time.perf_counter() - ticket.started) * 1000.0
