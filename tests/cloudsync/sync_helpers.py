@@ -4,6 +4,8 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import signal
+import subprocess
 import sys
 import time
 from contextlib import contextmanager
@@ -186,6 +188,27 @@ def assert_exactly_once(data_dir: Path, s3: S3Server, bucket: str, rig: AwsRig, 
     got = [json.loads(m["Body"])["dedupe_id"] for m in rig.messages("all")]
     assert sorted(set(got)) == alerts  # nothing lost
     assert len(got) - len(alerts) <= sns_slack, f"{len(got) - len(alerts)} alerts published twice"
+
+
+def kill_after_sending(cfg_path: Path, data_dir: Path, n: int) -> list[str]:
+    """Run tests/cloudsync/unflushed_sync.py (a sync that sends but never marks done) and
+    SIGKILL it once it has sent ``n`` items: the kill lands between send and mark-done.
+    Returns the lines it printed."""
+    here = Path(__file__).resolve().parent
+    child = subprocess.Popen([sys.executable, str(here / "unflushed_sync.py"), str(cfg_path), str(data_dir)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=here)
+    lines: list[str] = []
+    try:
+        for line in child.stdout:  # bounded: the child prints every 50 ms
+            lines.append(line)
+            if line.startswith(f"sent {n} "):
+                break
+            assert len(lines) < 1200, "".join(lines[-20:])  # ~60 s
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait(10)
+    return lines
 
 
 def wait_until(predicate, timeout_s: float = 30.0, what: str = "condition") -> None:

@@ -4,12 +4,10 @@ FIFO topic sent ten to a ``PublishBatch`` (each entry still has its own outcome)
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 from sync_helpers import (
+    kill_after_sending,
     AwsRig,
     assert_exactly_once,
     full_config,
@@ -26,7 +24,6 @@ from cloudsync.sinks.sns import SnsSink
 from servers import SNS_THROTTLED, FaultProxy
 from station.store.station_store import StationStore
 
-HERE = Path(__file__).resolve().parent
 
 
 def _rows(data_dir: Path, sink: str) -> list[dict]:
@@ -46,19 +43,7 @@ def test_sigkill_after_send_before_the_batched_mark_resends_idempotently(tmp_pat
     s3_server.client()  # exports the credentials' variables for the child
     cfg_path = write_config(s3_only, tmp_path / "s3-only.yaml")
     n_s3 = len(_rows(data, "s3"))
-    child = subprocess.Popen([sys.executable, str(HERE / "unflushed_sync.py"), str(cfg_path), str(data)],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=HERE)
-    try:
-        lines = []
-        for line in child.stdout:  # bounded: the child prints every 50 ms
-            lines.append(line)
-            if line.startswith(f"sent {n_s3} "):
-                break
-            assert len(lines) < 1200, "".join(lines[-20:])  # ~60 s
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.kill()
-        child.wait(10)
+    lines = kill_after_sending(cfg_path, data, n_s3)
     assert f"buffered {n_s3}" in lines[-1]  # all sent, none marked: the kill hit the window
     assert {r["status"] for r in _rows(data, "s3")} == {"in_flight"}
     assert len(s3_server.client().list_objects_v2(Bucket=bucket).get("Contents", [])) == n_s3  # they got there

@@ -8,8 +8,6 @@ import base64
 import dataclasses
 import hashlib
 import json
-import signal
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -18,6 +16,7 @@ import numpy as np
 import pytest
 import yaml
 from sync_helpers import (
+    kill_after_sending,
     assert_exactly_once,
     full_config,
     record_inspections,
@@ -178,19 +177,7 @@ def test_sigkill_after_the_original_went_up_resends_nothing_and_starts_the_workf
     cfg_path = write_config(_s3_only(s3_server, bucket), tmp_path / "s3-only.yaml")
     n_s3 = len(_rows(data, "sink = 's3'"))
     assert n_s3 == 9  # result, original, image for each
-    child = subprocess.Popen([sys.executable, str(HERE / "unflushed_sync.py"), str(cfg_path), str(data)],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=HERE)
-    try:
-        lines = []
-        for line in child.stdout:  # bounded: the child prints every 50 ms
-            lines.append(line)
-            if line.startswith(f"sent {n_s3} "):
-                break
-            assert len(lines) < 1200, "".join(lines[-20:])  # ~60 s
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.kill()
-        child.wait(10)
+    kill_after_sending(cfg_path, data, n_s3)
     originals = _rows(data, "kind = 'original'")
     assert {r["status"] for r in originals} == {"in_flight"}  # sent, never marked
     s3 = s3_server.client()
