@@ -7,11 +7,13 @@ stops and closes it on ``close()`` (also when starting failed halfway).
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class LoopThread:
@@ -33,6 +35,16 @@ class LoopThread:
     def submit(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Schedule ``coro`` on the loop without waiting."""
         asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def shutdown(self, closing: Callable[[], Coroutine[Any, Any, Any]] | None, timeout_s: float, what: str) -> None:
+        """A server's close(): await ``closing()`` on the loop if it still runs (a failure is
+        logged, never raised: closing must go on), then stop the loop."""
+        if closing is not None and self.alive:
+            try:
+                self.run(closing(), timeout_s)
+            except Exception:
+                log.exception("%s failed", what)
+        self.stop()
 
     def stop(self) -> None:
         """Stop the loop, join the thread and close the loop (idempotent)."""

@@ -112,12 +112,8 @@ class ModbusLineServer:
             raise OSError(f"Modbus server cannot listen on {self.host}:{self.port}: {exc}") from None
 
     def close(self) -> None:
-        if self._server is not None and self._loop_thread.alive:
-            try:
-                self._loop_thread.run(self._server.shutdown(), 5)
-            except Exception:
-                log.exception("Modbus server shutdown failed")
-        self._loop_thread.stop()
+        self._loop_thread.shutdown(self._server.shutdown if self._server is not None else None, 5,
+                                   "Modbus server shutdown")
 
     def _on_connect(self, connected: bool) -> None:
         self._clients = max(0, self._clients + (1 if connected else -1))

@@ -257,12 +257,7 @@ class OpcUaLineServer:
             self.handshake.remove_listener(self._on_status)
         except ValueError:
             pass
-        if self._server is not None and self._loop_thread.alive:
-            try:
-                self._loop_thread.run(self._server.stop(), 10)
-            except Exception:
-                log.exception("OPC UA server stop failed")
-        self._loop_thread.stop()
+        self._loop_thread.shutdown(self._server.stop if self._server is not None else None, 10, "OPC UA server stop")
 
     # --- handshake -> address space -----------------------------------------------------------
     def _on_status(self, _status: LineStatus) -> None:
