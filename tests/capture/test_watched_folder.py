@@ -27,6 +27,8 @@ from station.capture.xray_camera import XrayFolderCamera
 from station.runtime import recorded_original
 from station.store.station_store import StationStore
 from xray_helpers import (
+    folder_camera,
+    wait_for,
     SPEC,
     contexts,
     fault_records,
@@ -36,7 +38,6 @@ from xray_helpers import (
     xray_model,
 )
 
-FAST = {"poll_interval_s": 0.005, "settle_s": 0.05}
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +45,7 @@ def model():
     return xray_model()
 
 
-def camera(folder, **kwargs) -> XrayFolderCamera:
-    cam = XrayFolderCamera(folder, serial="XRAY-T", **{**FAST, **kwargs})
-    cam.open()
-    cam.arm(TriggerMode.WATCHED_FOLDER)
-    return cam
+camera = folder_camera
 
 
 def radiograph(i: int) -> np.ndarray:
@@ -306,11 +303,6 @@ def test_replay_watched_folder_config_builds_this_driver_for_pngs(tmp_path):
     assert second.pixel_format == "Mono16" and np.array_equal(second.image, deep)
 
 
-def _wait_for(cond, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not cond() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return cond()
 
 
 def test_an_interlock_opened_while_waiting_for_a_file_takes_nothing_until_resume(tmp_path, model):
@@ -324,11 +316,11 @@ def test_an_interlock_opened_while_waiting_for_a_file_takes_nothing_until_resume
         runner = threading.Thread(target=lambda: outs.extend(cycle.run(contexts(), count=1)))
         runner.start()
         try:
-            assert _wait_for(lambda: cycle.state.value == "armed")  # waiting for a part is armed
+            assert wait_for(lambda: cycle.state.value == "armed")  # waiting for a part is armed
             time.sleep(0.1)  # let the loop get into grab()
             cycle.suspend("door open", source="interlock")
             write_file(inbox, "a.tif", write_tiff(radiograph(7)))
-            assert _wait_for(lambda: cycle.state.value == "suspended")
+            assert wait_for(lambda: cycle.state.value == "suspended")
             time.sleep(0.3)  # many settle times: a running watcher would have taken the file
             assert store.count() == 0 and (inbox / "a.tif").exists() and cam.watcher.in_processing() == []
             cycle.resume(source="interlock")

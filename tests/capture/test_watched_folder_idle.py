@@ -12,15 +12,13 @@ import time
 import numpy as np
 import pytest
 
-from station.capture.base import TriggerMode
 from station.capture.sim_xray import XrayPartRenderer
 from station.capture.tiff_io import write_tiff
 from station.capture.xray_camera import XrayFolderCamera
 from station.inspect.states import CycleState
 from station.store.station_store import StationStore
-from xray_helpers import SPEC, contexts, make_cycle, recorded_files, write_file, xray_model
+from xray_helpers import SPEC, contexts, folder_camera, make_cycle, recorded_files, wait_for, write_file, xray_model
 
-FAST = {"poll_interval_s": 0.005, "settle_s": 0.05}
 S = CycleState
 
 
@@ -33,11 +31,6 @@ def _radiograph(i: int) -> bytes:
     return write_tiff(XrayPartRenderer(SPEC).render(i, defect=None)[0])
 
 
-def _wait_for(cond, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not cond() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return cond()
 
 
 class _Changes(list):
@@ -48,9 +41,7 @@ class _Changes(list):
 
 
 def _camera(folder, cls=XrayFolderCamera) -> XrayFolderCamera:
-    cam = cls(folder, serial="XRAY-T", **FAST)
-    cam.open()
-    return cam
+    return folder_camera(folder, cls=cls, arm=False)
 
 
 def test_idle_folder_announces_no_state_change_and_suspend_still_holds(tmp_path, model):
@@ -71,8 +62,8 @@ def test_idle_folder_announces_no_state_change_and_suspend_still_holds(tmp_path,
             assert store.count() == 0
 
             write_file(inbox, "a.tif", _radiograph(1))  # a part arrives: inspected as ever
-            assert _wait_for(lambda: store.count() == 1)
-            assert _wait_for(lambda: cycle.state is S.ARMED)
+            assert wait_for(lambda: store.count() == 1)
+            assert wait_for(lambda: cycle.state is S.ARMED)
             first = changes[1:]
             assert first[0] == (S.ARMED, S.CAPTURING) and first[-1] == (S.RECORDING, S.ARMED)
 
@@ -150,7 +141,7 @@ def test_a_file_claimed_as_the_interlock_closes_is_inspected_after_the_resume(tm
         runner = threading.Thread(target=lambda: outs.extend(cycle.run(contexts(), count=1)))
         runner.start()
         try:
-            assert _wait_for(lambda: cam.watcher.in_processing() == ["c.tif"])
+            assert wait_for(lambda: cam.watcher.in_processing() == ["c.tif"])
             time.sleep(0.3)
             # held with the claimed part kept, not inspected and not lost
             assert cycle.state is S.SUSPENDED and store.count() == 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ from calibration.xray_spec import calibrate_xray
 from calibration.spec import ProfileSpecChecker
 from station.capture.base import PartContext, TriggerMode
 from station.capture.sim_xray import SimXraySpec, XrayPartRenderer
+from station.capture.xray_camera import XrayFolderCamera
 from station.detect.base import Detector
 from station.detect.variation import VariationModel, VariationParams
 from station.inspect.cycle import CycleContext, InspectionCycle
@@ -18,6 +20,23 @@ from station.runtime import StoreRecorder, recorded_original
 from station.store.station_store import StationStore
 
 SPEC = SimXraySpec(width=256, height=256, seed=3, defect_rate=0.0)
+FAST = {"poll_interval_s": 0.005, "settle_s": 0.05}  # a watched folder that notices files quickly
+
+
+def folder_camera(folder, *, cls=XrayFolderCamera, arm: bool = True, **kwargs) -> XrayFolderCamera:
+    """An opened X-ray folder camera on ``folder`` with FAST polling (armed unless told not)."""
+    cam = cls(folder, serial="XRAY-T", **{**FAST, **kwargs})
+    cam.open()
+    if arm:
+        cam.arm(TriggerMode.WATCHED_FOLDER)
+    return cam
+
+
+def wait_for(cond, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return cond()
 
 
 def good_radiographs(n: int, spec: SimXraySpec = SPEC, start: int = 1_000_000) -> list[np.ndarray]:
